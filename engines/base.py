@@ -1,0 +1,56 @@
+"""The interface every engine implements."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Iterable
+
+import numpy as np
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` while an engine works on one gap."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot run on this machine (missing GPU, weights, package)."""
+
+
+class Engine:
+    """Makes in-between frames for one gap.
+
+    ``first`` and ``last`` are HxWx3 uint8 RGB arrays of the same size. ``generate``
+    returns (or yields, so long gaps need not sit in memory) exactly ``count`` new
+    frames of that size, evenly spaced in time strictly between the two (frame i sits
+    at t = (i + 1) / (count + 1)); the ends themselves are not part of the result.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+
+    @classmethod
+    def unavailable_reason(cls, settings: dict[str, Any]) -> str | None:
+        """Why this engine cannot run here with ``settings``, or None if it can."""
+        return None
+
+    def cache_key(self) -> dict[str, Any]:
+        """Everything besides the inputs that changes this engine's output."""
+        return {"engine": self.name, **self.settings}
+
+    def generate(
+        self,
+        first: np.ndarray,
+        last: np.ndarray,
+        count: int,
+        *,
+        prompt: str = "",
+        negative_prompt: str = "",
+        seed: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> Iterable[np.ndarray]:
+        raise NotImplementedError
+
+
+def frame_times(count: int) -> np.ndarray:
+    """The evenly spaced times in (0, 1) of ``count`` in-between frames."""
+    return np.arange(1, count + 1, dtype=np.float64) / (count + 1)

@@ -1,0 +1,3 @@
+from sfi_cli.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""One gap between two still images: load, fit, generate, write.
+
+This is the library behind ``sfi interpolate``; each step is a plain function so it
+can be called and tested on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from sfi_cli.errors import SfiError
+from sfi_cli.images import fit_pair, load_image
+from sfi_cli.output import ContactSheet, OutputTarget, check_target, write_frames
+from sfi_cli.progress import Reporter
+
+
+@dataclass
+class InterpolateJob:
+    """Everything ``sfi interpolate`` was asked to do."""
+
+    first: Path
+    last: Path
+    frames: int
+    target: OutputTarget
+    engine: str = "auto"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    size: tuple[int, int] | None = None
+    fit: str = "cover"
+    include_ends: bool | None = None  # None: on for video output, off for PNGs
+    fps: Fraction = Fraction(24)
+    sheet: Path | None = None
+    force: bool = False
+    engine_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def with_ends(self) -> bool:
+        return self.target.is_video if self.include_ends is None else self.include_ends
+
+
+def validate(job: InterpolateJob) -> None:
+    """Check everything that can be checked before any work starts."""
+    if job.frames < 1:
+        raise SfiError(f"--frames must be 1 or more (got {job.frames})")
+    check_target(job.target, [job.first, job.last], job.force)
+    if job.sheet is not None:
+        if job.sheet.suffix.lower() != ".png":
+            raise SfiError(f"contact sheet '{job.sheet}' must be a .png file")
+        if not job.sheet.parent.is_dir():
+            raise SfiError(f"folder for contact sheet '{job.sheet}' does not exist; create it first")
+        if job.sheet.exists() and not job.force:
+            raise SfiError(f"contact sheet '{job.sheet}' already exists; pass --force to overwrite it")
+
+
+def sequence(first: np.ndarray, middle: Iterable[np.ndarray], last: np.ndarray, with_ends: bool) -> Iterator[np.ndarray]:
+    """The frames to write, in order, with or without the given ends around them."""
+    if with_ends:
+        yield first
+    yield from middle
+    if with_ends:
+        yield last
+
+
+def counted(frames: Iterable[np.ndarray], expected: int, engine_name: str) -> Iterator[np.ndarray]:
+    """Pass frames through, failing loudly if an engine returns the wrong number."""
+    produced = 0
+    for frame in frames:
+        produced += 1
+        if produced > expected:
+            break
+        yield frame
+    if produced != expected:
+        raise SfiError(f"engine '{engine_name}' returned {produced} frames instead of {expected}; this is a bug, please report it")
+
+
+def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
+    """Do the whole job and return a summary (what ``--json`` prints)."""
+    from engines import EngineUnavailable, load_engine
+
+    validate(job)
+    started = time.monotonic()
+    first, last = fit_pair(load_image(job.first), load_image(job.last), job.size, job.fit)
+    try:
+        engine = load_engine(job.engine, job.engine_settings)
+    except (KeyError, EngineUnavailable) as error:
+        raise SfiError(str(error.args[0]) if error.args else str(error)) from None
+    height, width = first.shape[:2]
+    reporter.message(f"{engine.name}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
+    sheet = ContactSheet() if job.sheet else None
+    with reporter.task(f"{engine.name} {job.first.name} -> {job.last.name}", job.frames) as progress:
+        middle = engine.generate(first, last, job.frames, prompt=job.prompt, negative_prompt=job.negative_prompt,
+                                 seed=job.seed, progress=progress)
+        frames = sequence(first, counted(middle, job.frames, engine.name), last, job.with_ends)
+        if sheet:
+            frames = map(sheet.add, frames)
+        written = write_frames(job.target, frames, fps=job.fps, ffmpeg=ffmpeg, crf=crf, preset=preset)
+    if sheet:
+        sheet.save(job.sheet)
+    return {
+        "output": str(job.target.path),
+        "output_kind": job.target.kind,
+        "engine": engine.name,
+        "new_frames": job.frames,
+        "frames_written": written,
+        "include_ends": job.with_ends,
+        "width": width,
+        "height": height,
+        "fps": f"{job.fps.numerator}/{job.fps.denominator}",
+        "seed": job.seed,
+        "sheet": str(job.sheet) if job.sheet else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }

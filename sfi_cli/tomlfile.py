@@ -1,0 +1,82 @@
+"""Reading TOML files so that every complaint names the file, the line and the key.
+
+``tomllib`` reports syntax errors with a position but forgets where each value came
+from; ``key_line`` finds it again from the text, for schema errors.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sfi_cli.errors import SfiError
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGNMENT = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
+
+
+def read_toml(path: Path, what: str = "config") -> tuple[dict[str, Any], str]:
+    """Parse a TOML file, turning every failure into one line naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SfiError(f"{what} file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SfiError(f"cannot read {what} file '{path}': {error}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as error:
+        raise SfiError(f"{path}: TOML syntax error: {error}; fix the {what} file") from None
+
+
+def _split_key(dotted: str) -> list[str]:
+    return [part.strip().strip("\"'") for part in re.findall(r"""("[^"]*"|'[^']*'|[^.]+)""", dotted)]
+
+
+def key_line(text: str, key_path: tuple[str | int, ...]) -> int | None:
+    """The 1-based line where ``key_path`` (e.g. ("output", "fps") or ("shot", 2, "path")) is set.
+
+    Integer parts index arrays of tables (``[[shot]]``); None if the key cannot be found.
+    """
+    names = [part for part in key_path if isinstance(part, str)]
+    table: list[str] = []
+    seen_tables: dict[str, int] = {}
+    table_index = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split_key(header.group(1))
+            joined = ".".join(table)
+            table_index = seen_tables.get(joined, -1) + 1
+            seen_tables[joined] = table_index
+            if table == names and _index_matches(key_path, table_index):
+                return number
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment:
+            full = table + _split_key(assignment.group(1))
+            if names[: len(full)] == full and _index_matches(key_path, table_index):
+                return number
+    return None
+
+
+def _index_matches(key_path: tuple[str | int, ...], table_index: int) -> bool:
+    indices = [part for part in key_path if isinstance(part, int)]
+    return not indices or indices[0] == table_index
+
+
+def where(path: Path, text: str, key_path: tuple[str | int, ...]) -> str:
+    """``file:line`` (or just ``file``) for error messages about ``key_path``."""
+    line = key_line(text, key_path)
+    return f"{path}:{line}" if line else str(path)
+
+
+def dotted(key_path: tuple[str | int, ...]) -> str:
+    """Show a key path the way a user writes it: ``shot[2].path``."""
+    out = ""
+    for part in key_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
