@@ -49,7 +49,7 @@ def validate(job: InterpolateJob) -> None:
     """Check everything that can be checked before any work starts."""
     if job.frames < 1:
         raise SfiError(f"--frames must be 1 or more (got {job.frames})")
-    check_target(job.target, [job.first, job.last], job.force)
+    check_target(job.target, job.force)
     if job.sheet is not None:
         if job.sheet.suffix.lower() != ".png":
             raise SfiError(f"contact sheet '{job.sheet}' must be a .png file")

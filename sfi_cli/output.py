@@ -44,9 +44,12 @@ class OutputTarget:
         return (root or self.path) / f"frame_{index + 1:05d}.png"
 
 
-def parse_target(text: str) -> OutputTarget:
-    """Classify an output argument by its form."""
+def parse_target(text: str, inputs: Iterable[Path]) -> OutputTarget:
+    """Classify an output argument by its form, refusing one that names an input."""
     path = Path(text)
+    for source in inputs:
+        if Path(source).resolve() == path.resolve():
+            raise SfiError(f"output '{path}' is also an input; choose another output path")
     suffix = path.suffix.lower()
     if _PATTERN.search(path.name):
         if suffix != ".png":
@@ -63,12 +66,8 @@ def parse_target(text: str) -> OutputTarget:
     raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mov, a folder, or a pattern like frames/%04d.png")
 
 
-def check_target(target: OutputTarget, inputs: Iterable[Path], force: bool) -> None:
-    """Refuse outputs that would clobber inputs, land in missing folders, or overwrite without --force."""
-    resolved = target.path.resolve()
-    for source in inputs:
-        if Path(source).resolve() == resolved:
-            raise SfiError(f"output '{target.path}' is also an input; choose another output path")
+def check_target(target: OutputTarget, force: bool) -> None:
+    """Refuse outputs that would land in missing folders or overwrite without --force."""
     parent = target.path.parent
     if not parent.is_dir():
         raise SfiError(f"output folder '{parent}' does not exist; create it first or choose another output path")

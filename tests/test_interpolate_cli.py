@@ -1,0 +1,176 @@
+"""``sfi interpolate`` end to end: exact frame counts checked by ffmpeg, outputs, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import count_video_frames, textured_image
+from sfi_cli.errors import SfiError
+from sfi_cli.ffmpeg import decode_frames
+from sfi_cli.output import parse_target, write_frames
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("frames", list(range(1, 41)) + [250])
+def test_video_holds_exactly_n_new_frames_plus_ends(sfi, image_pair, tmp_path, ffmpeg_exe, frames):
+    out = tmp_path / "out.mp4"
+    result = sfi("interpolate", *image_pair, "--frames", frames, "-o", out, "--quiet")
+    assert result.code == 0, result.stderr
+    assert count_video_frames(out, ffmpeg_exe) == frames + 2
+
+
+def test_png_folder_defaults_to_new_frames_only(sfi, image_pair, tmp_path):
+    out = tmp_path / "frames"
+    assert sfi("interpolate", *image_pair, "-n", "7", "-o", out, "-q").code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"frame_{i:05d}.png" for i in range(1, 8)]
+
+
+def test_png_pattern_with_ends(sfi, image_pair, tmp_path):
+    pattern = tmp_path / "shot_%03d.png"
+    assert sfi("interpolate", *image_pair, "-n", "3", "-o", pattern, "--include-ends", "-q").code == 0
+    written = sorted(p.name for p in tmp_path.glob("shot_*.png"))
+    assert written == ["shot_001.png", "shot_002.png", "shot_003.png", "shot_004.png", "shot_005.png"]
+    first = np.asarray(Image.open(image_pair[0]).convert("RGB"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "shot_001.png")), first)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_ends_in_video_are_the_given_images(sfi, image_pair, tmp_path, ffmpeg_exe):
+    out = tmp_path / "out.mp4"
+    assert sfi("interpolate", *image_pair, "-n", "4", "-o", out, "-q").code == 0
+    decoded = list(decode_frames(out, (80, 48), ffmpeg=ffmpeg_exe))
+    first = np.asarray(Image.open(image_pair[0]).convert("RGB"))
+    last = np.asarray(Image.open(image_pair[1]).convert("RGB"))
+    assert psnr(decoded[0], first) > 25 and psnr(decoded[-1], last) > 25  # yuv420p chroma loss
+    assert psnr(decoded[0], last) < psnr(decoded[0], first)
+
+
+def test_prores_mov_with_fps_and_size(sfi, image_pair, tmp_path):
+    out = tmp_path / "out.mov"
+    result = sfi("interpolate", *image_pair, "-n", "5", "-o", out, "--fps", "24000/1001", "--size", "64x36", "--json")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["frames_written"] == 7 and summary["fps"] == "24000/1001"
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "prores"
+        assert (stream.width, stream.height) == (64, 36)
+        assert stream.average_rate == Fraction(24000, 1001)
+        assert stream.codec_context.pix_fmt == "yuv422p10le"
+
+
+def test_mp4_is_h264_yuv420p_and_odd_sizes_are_padded(sfi, tmp_path):
+    first, last = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(textured_image(33, 21, 1)).save(first)
+    Image.fromarray(textured_image(33, 21, 2)).save(last)
+    out = tmp_path / "out.mp4"
+    assert sfi("interpolate", first, last, "-n", "2", "-o", out, "-q").code == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.width, stream.height) == (34, 22)
+
+
+def test_json_summary_and_contact_sheet(sfi, image_pair, tmp_path):
+    out, sheet = tmp_path / "out.mp4", tmp_path / "sheet.png"
+    result = sfi("interpolate", *image_pair, "-n", "3", "-o", out, "--engine", "crossfade", "--sheet", sheet, "--json")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["engine"] == "crossfade" and summary["new_frames"] == 3 and summary["sheet"] == str(sheet)
+    assert Image.open(sheet).size[0] > 0
+
+
+def test_existing_output_needs_force(sfi, image_pair, tmp_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    refused = sfi("interpolate", *image_pair, "-n", "2", "-o", out)
+    assert refused.code != 0 and "--force" in refused.stderr
+    assert out.read_bytes() == b"precious"
+    assert sfi("interpolate", *image_pair, "-n", "2", "-o", out, "--force", "-q").code == 0
+    assert out.read_bytes() != b"precious"
+
+
+def test_failed_write_leaves_no_file(tmp_path, ffmpeg_exe):
+    def frames_then_crash():
+        yield np.zeros((16, 16, 3), np.uint8)
+        raise RuntimeError("engine died")
+
+    target = parse_target(str(tmp_path / "out.mp4"), inputs=[])
+    with pytest.raises(RuntimeError):
+        write_frames(target, frames_then_crash(), fps=Fraction(24), ffmpeg=ffmpeg_exe, crf=18, preset="ultrafast")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _bad_inputs(tmp_path, image_pair):
+    first, last = image_pair
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(first.read_bytes()[:200])
+    broken_config = tmp_path / "broken.toml"
+    broken_config.write_text("[output\nfps = 24\n")
+    out = tmp_path / "out.mp4"
+    return {
+        "missing file": ([tmp_path / "nope.png", last, "-n", "3", "-o", out], "does not exist"),
+        "not an image": ([not_image, last, "-n", "3", "-o", out], "not an image"),
+        "truncated image": ([truncated, last, "-n", "3", "-o", out], "truncated"),
+        "zero frames": ([first, last, "-n", "0", "-o", out], "1 or more"),
+        "negative frames": ([first, last, "-n", "-4", "-o", out], "1 or more"),
+        "non-integer frames": ([first, last, "-n", "2.5", "-o", out], "not a valid integer"),
+        "missing output folder": ([first, last, "-n", "3", "-o", tmp_path / "no" / "out.mp4"], "does not exist"),
+        "output equals input": ([first, last, "-n", "3", "-o", first, "--force"], "also an input"),
+        "unknown engine": ([first, last, "-n", "3", "-o", out, "--engine", "magic"], "unknown engine"),
+        "unknown extension": ([first, last, "-n", "3", "-o", tmp_path / "out.avi"], "unknown output extension"),
+        "bad size": ([first, last, "-n", "3", "-o", out, "--size", "wide"], "bad size"),
+        "bad fps": ([first, last, "-n", "3", "-o", out, "--fps", "fast"], "bad frame rate"),
+        "broken config": (["--config", broken_config, "interpolate", first, last, "-n", "3", "-o", out], "broken.toml"),
+    }
+
+
+BAD_INPUT_CASES = ["missing file", "not an image", "truncated image", "zero frames", "negative frames",
+                   "non-integer frames", "missing output folder", "output equals input", "unknown engine",
+                   "unknown extension", "bad size", "bad fps", "broken config"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_bad_input_is_one_clear_line_and_no_output(sfi, tmp_path, image_pair, case):
+    args, expected_text = _bad_inputs(tmp_path, image_pair)[case]
+    if args[0] != "--config":
+        args = ["interpolate", *args]
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = sfi(*args)
+    assert result.code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sfi") and expected_text in lines[0]
+    assert "Traceback" not in result.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert after == before, "bad input must not create or touch any file"
+
+
+def test_help_imports_no_heavy_library():
+    """``sfi --help`` must not pay for numpy, cv2, torch or diffsynth."""
+    code = ("import sys; from sfi_cli.cli import main\n"
+            "try:\n    main(['interpolate', '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('numpy', 'cv2', 'torch', 'diffsynth', 'PIL', 'av', 'scenedetect', 'rich') if m in sys.modules)\n"
+            "print('HEAVY=' + ','.join(heavy))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY=\n" in output or output.rstrip().endswith("HEAVY="), output
+
+
+def test_validation_rejects_pattern_without_number():
+    with pytest.raises(SfiError):
+        parse_target("frames/%s.png", inputs=[])
