@@ -1,195 +1,232 @@
 """Classical motion interpolation with OpenCV's DIS optical flow.
 
-For each in-between time t:
-1. Flow is measured both ways (first->last and last->first) on a downscaled copy.
-2. Each pixel's reliability comes from how well the other frame, warped by the flow,
-   matches it: pixels that vanish behind something (occlusions) or flow that is
-   simply wrong match badly.
-3. Both flow fields are forward-splatted to time t, reliable pixels outweighing
-   unreliable ones where they land on the same spot, giving the flow from t back to
-   each end. Holes are filled with the linear-motion estimate.
-4. Both ends are backward-warped to t at full resolution and blended by temporal
-   distance and reliability.
-When too little of the picture has trustworthy flow (a cut between unrelated shots,
-a flash), the gap falls back to a cross-dissolve instead of smearing pixels around.
+Once per gap (shared by all its in-betweens):
+1. Dense flow both ways, first->last and last->first, on grey copies at most
+   ``flow_width`` pixels wide.
+2. Trust in every vector: a vector is believed when the pixel it points to looks like
+   its source (photometric check) and the other flow leads back (forward-backward
+   check). Pixels covered or uncovered between the frames fail these checks, and so
+   does "flow" between unrelated pictures.
+Per in-between at time t:
+3. Every pixel of both frames is carried ("splatted") to where it sits at time t,
+   weighted by its trust. Where a moving object and the background it covers land on
+   the same spot, the trusted object outweighs the background, so the object is not
+   dragged along with it. This gives, at each pixel of the new frame, the motion
+   through it and how much of each frame is visible there.
+4. Both frames are warped along that motion at full resolution and blended by temporal
+   distance times visibility: near the first frame the first one dominates, and a pixel
+   hidden in one frame comes from the other.
+Where neither frame can be trusted, the two are simply mixed by temporal distance; when
+too little of the picture has consistent flow (a cut between unrelated shots, a flash),
+or the picture is too small to measure motion, the whole gap is a cross-dissolve rather
+than smeared pixels.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
 from engines.base import Engine, ProgressCallback, frame_times
 from engines.crossfade import dissolve
 
-# Photometric error (0..255 scale) at which a pixel's weight falls to 1/e.
-ERROR_SCALE = 12.0
+# Grey-level mismatch (0..255) at which a vector's trust falls to 1/e: a few times the
+# noise and compression error of ordinary footage, so only real mismatches count.
+ERROR_SCALE = 10.0
+# Trust kept by a vector that fails the forward-backward check: it may still be right
+# (e.g. on a pixel that the other frame does not show), so it is outvoted, not dropped.
+INCONSISTENT_TRUST = 0.1
+# Weight of the stand-in motion, and of each frame's temporal share, where nothing trusted lands.
+FALLBACK_WEIGHT = 1e-3
+# Smoothing (in flow pixels) of the splatted motion; also closes one-pixel splat gaps.
+SPLAT_SIGMA = 1.0
+# Pictures whose shorter side (at flow size) is below this are dissolved: DIS needs at
+# least 8x12 pixels, and so small a picture carries no measurable motion anyway.
+MIN_FLOW_SIDE = 16
 
 
 def _cv2():
+    """OpenCV, imported on first use so that ``sfi --help`` never loads it."""
     import cv2
 
     return cv2
 
 
-def to_gray(frame: np.ndarray, width: int) -> np.ndarray:
-    """Gray copy of ``frame`` no wider than ``width`` (flow is measured at this size)."""
-    cv2 = _cv2()
-    height = max(8, round(frame.shape[0] * width / frame.shape[1]))
-    small = frame if frame.shape[1] <= width else cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+def flow_size(shape: tuple[int, ...], flow_width: int) -> tuple[int, int]:
+    """(width, height) at which flow is measured: the frame's own size if it is narrow enough."""
+    height, width = shape[:2]
+    if width <= flow_width:
+        return width, height
+    return flow_width, max(1, round(height * flow_width / width))
 
 
-def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+@lru_cache(maxsize=4)
+def pixel_grid(width: int, height: int) -> np.ndarray:
+    """Every pixel's own (x, y) position, HxWx2 float32: the identity map of ``cv2.remap``.
 
-
-def backward_warp(image: np.ndarray, flow: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Sample ``image`` at p + flow(p) for every pixel p (border pixels repeat)."""
-    cv2 = _cv2()
-    map_x = grid[0] + flow[..., 0]
-    map_y = grid[1] + flow[..., 1]
-    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def reliability(source: np.ndarray, target: np.ndarray, flow: np.ndarray, back_flow: np.ndarray,
-                grid: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel weight in (0, 1] of ``flow`` (source->target), and a strict consistent/not mask.
-
-    The weight decays with the colour mismatch between a source pixel and where its flow
-    lands in the target; the mask is the forward-backward consistency test.
+    Cached (read-only) because every gap of a sequence has the same sizes, and building
+    a 1080p grid costs about as much as warping a frame.
     """
-    landed = backward_warp(target, flow, grid).astype(np.float32)
-    error = np.abs(source.astype(np.float32) - landed)
-    if error.ndim == 3:
-        error = error.mean(axis=2)
-    weight = np.exp(-error / ERROR_SCALE)
-    returned = backward_warp(back_flow, flow, grid)
-    mismatch = np.sum((flow + returned) ** 2, axis=2)
-    scale = np.sum(flow**2, axis=2) + np.sum(returned**2, axis=2)
-    consistent = mismatch <= 0.01 * scale + 0.5
-    return weight.astype(np.float32), consistent
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid = np.dstack([xs, ys])
+    grid.flags.writeable = False
+    return grid
 
 
-def splat(values: np.ndarray, weight: np.ndarray, x: np.ndarray, y: np.ndarray,
-          shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Forward-splat ``values`` (N, C) to float positions (x, y) with bilinear kernels.
+def warp(image: np.ndarray, grid: np.ndarray, flow: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Sample ``image`` at p + scale * flow(p) for every pixel p (edge pixels repeat outward)."""
+    cv2 = _cv2()
+    positions = cv2.scaleAdd(flow, scale, grid)
+    return cv2.remap(image, positions, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    Returns the weighted sums (H, W, C) and the summed weights (H, W).
+
+def trust(source: np.ndarray, target: np.ndarray, flow: np.ndarray, back_flow: np.ndarray,
+          grid: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weight in (0, 1] of each vector of ``flow`` (source->target), and the consistent share.
+
+    Photometric: the weight decays with the grey-level mismatch between a source pixel and
+    the target pixel its vector lands on. Forward-backward (Sundaram et al. 2010): following
+    the flow there and ``back_flow`` back must return near the start, else the weight is cut
+    to ``INCONSISTENT_TRUST``. The consistent share says how related the two pictures are.
     """
-    height, width = shape
-    x0 = np.floor(x).astype(np.int64)
-    y0 = np.floor(y).astype(np.int64)
-    fx = (x - x0).astype(np.float32)
-    fy = (y - y0).astype(np.float32)
-    indices, weights, rows = [], [], []
-    for dx, dy, kernel in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xs, ys = x0 + dx, y0 + dy
-        inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-        indices.append((ys * width + xs)[inside])
-        weights.append((kernel * weight)[inside])
-        rows.append(values[inside])
-    index = np.concatenate(indices)
-    kernel_weight = np.concatenate(weights)
-    landed = np.concatenate(rows)
-    size = height * width
-    total = np.bincount(index, weights=kernel_weight, minlength=size)
-    sums = np.stack([np.bincount(index, weights=kernel_weight * landed[:, c], minlength=size)
-                     for c in range(values.shape[1])], axis=1)
-    return sums.reshape(height, width, -1).astype(np.float32), total.reshape(height, width).astype(np.float32)
+    cv2 = _cv2()
+    error = cv2.absdiff(source, warp(target, grid, flow)).astype(np.float32)
+    out_x, out_y = cv2.split(flow)
+    back_x, back_y = cv2.split(warp(back_flow, grid, flow))
+    mismatch = np.square(out_x + back_x) + np.square(out_y + back_y)
+    allowed = 0.01 * (np.square(out_x) + np.square(out_y) + np.square(back_x) + np.square(back_y)) + 0.5
+    consistent = mismatch <= allowed
+    weight = np.exp(error * (-1.0 / ERROR_SCALE))
+    weight[~consistent] *= INCONSISTENT_TRUST
+    return weight, np.count_nonzero(consistent) / consistent.size
+
+
+def splat_values(weight: np.ndarray, motion: np.ndarray) -> list[np.ndarray]:
+    """What each pixel carries when splatted: weight, weight * motion x, weight * motion y.
+
+    Flat float64, the form ``np.bincount`` sums; independent of t, so made once per gap.
+    """
+    weight = weight.ravel().astype(np.float64)
+    return [weight, weight * motion[..., 0].ravel(), weight * motion[..., 1].ravel()]
+
+
+def splat(grid: np.ndarray, flow: np.ndarray, scale: float, values: list[np.ndarray]) -> list[np.ndarray]:
+    """Sum each of ``values`` (one number per pixel p) at the pixel nearest to p + scale * flow(p).
+
+    Nearest-pixel sums are one ``bincount`` each; the caller smooths them, which spreads
+    each point like a small kernel would at a fraction of the cost. Points that land
+    outside the picture go to one extra bin that is dropped.
+    """
+    cv2 = _cv2()
+    height, width = grid.shape[:2]
+    landed = np.rint(cv2.scaleAdd(flow, scale, grid)).astype(np.int32)
+    x, y = landed[..., 0].ravel(), landed[..., 1].ravel()
+    outside = width * height
+    index = np.where((x >= 0) & (x < width) & (y >= 0) & (y < height), y * width + x, outside)
+    return [np.bincount(index, weights=v, minlength=outside + 1)[:outside].reshape(height, width).astype(np.float32)
+            for v in values]
 
 
 class MotionField:
-    """Both-way flow between two frames, measured once and reused for every time t."""
+    """Both-way flow between two frames and the trust in it, measured once per gap."""
 
     def __init__(self, first: np.ndarray, last: np.ndarray, flow_width: int) -> None:
         cv2 = _cv2()
         self.full_shape = first.shape[:2]
-        gray_first, gray_last = to_gray(first, flow_width), to_gray(last, flow_width)
-        self.shape = gray_first.shape
+        self.size = flow_size(first.shape, flow_width)
+        grey_first, grey_last = (cv2.cvtColor(self._shrink(f), cv2.COLOR_RGB2GRAY) for f in (first, last))
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        self.forward = dis.calc(gray_first, gray_last, None)
-        self.backward = dis.calc(gray_last, gray_first, None)
-        self.grid = pixel_grid(*self.shape)
-        small_first = cv2.resize(first, self.shape[::-1], interpolation=cv2.INTER_AREA)
-        small_last = cv2.resize(last, self.shape[::-1], interpolation=cv2.INTER_AREA)
-        self.weight_forward, consistent_forward = reliability(small_first, small_last, self.forward, self.backward, self.grid)
-        self.weight_backward, consistent_backward = reliability(small_last, small_first, self.backward, self.forward, self.grid)
-        self.confidence = float((consistent_forward.mean() + consistent_backward.mean()) / 2)
+        # The preset stops refining at half the size it is given and upsamples. Refining
+        # down to the given size instead gets the same detail from half the width, so
+        # trust and splatting below work on a quarter of the pixels.
+        dis.setFinestScale(0)
+        self.forward = dis.calc(grey_first, grey_last, None)
+        self.backward = dis.calc(grey_last, grey_first, None)
+        self.grid = pixel_grid(*self.size)
+        trust_forward, share_forward = trust(grey_first, grey_last, self.forward, self.backward, self.grid)
+        trust_backward, share_backward = trust(grey_last, grey_first, self.backward, self.forward, self.grid)
+        self.confidence = (share_forward + share_backward) / 2
+        # Overall first->last motion: F(p) for a first-frame pixel, -B(q) for a last-frame one.
+        self.carried_first = splat_values(trust_forward, self.forward)
+        self.carried_last = splat_values(trust_backward, -self.backward)
+        self.stand_in = (self.forward - self.backward) * 0.5
 
-    def flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Flow from time t to the first and to the last frame, at flow resolution."""
-        height, width = self.shape
-        grid_x, grid_y = (g.ravel() for g in self.grid)
-        forward = self.forward.reshape(-1, 2)
-        backward = self.backward.reshape(-1, 2)
-        # A first-frame pixel p sits at p + t*F01 at time t: from there the first frame is
-        # -t*F01 away and the last (1-t)*F01. Symmetrically for last-frame pixels.
-        from_first = np.concatenate([-t * forward, (1 - t) * forward], axis=1)
-        from_last = np.concatenate([t * backward, -(1 - t) * backward], axis=1)
-        sums_a, total_a = splat(from_first, (1 - t + 1e-3) * self.weight_forward.ravel(),
-                                grid_x + t * forward[:, 0], grid_y + t * forward[:, 1], self.shape)
-        sums_b, total_b = splat(from_last, (t + 1e-3) * self.weight_backward.ravel(),
-                                grid_x + (1 - t) * backward[:, 0], grid_y + (1 - t) * backward[:, 1], self.shape)
-        total = total_a + total_b
-        flows = (sums_a + sums_b) / np.maximum(total, 1e-6)[..., None]
-        # Where nothing landed, assume straight-line motion through the point.
-        linear = np.concatenate([-t * (1 - t) * self.forward + t * t * self.backward,
-                                 (1 - t) ** 2 * self.forward - t * (1 - t) * self.backward], axis=2)
-        blend = np.clip(total / 0.05, 0, 1)[..., None]
-        flows = blend * flows + (1 - blend) * linear
-        return flows[..., :2].reshape(height, width, 2), flows[..., 2:].reshape(height, width, 2)
+    def _shrink(self, frame: np.ndarray) -> np.ndarray:
+        cv2 = _cv2()
+        if frame.shape[1::-1] == self.size:
+            return frame
+        return cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
 
-    def upscale(self, flow: np.ndarray) -> np.ndarray:
-        """Bring a flow field to full resolution, scaling its vectors with it."""
+    def motion_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """At flow resolution, for the frame at time t: the first->last motion through each
+        pixel, and how much of the first and of the last frame is visible there.
+
+        A first-frame pixel p sits at p + t*F(p) at time t, a last-frame pixel q at
+        q + (1-t)*B(q). Both sets are splatted there weighted by trust, then smoothed
+        (normalised convolution). Where nothing trusted lands, the mean of both flows at
+        that very pixel stands in.
+        """
+        cv2 = _cv2()
+        seen_first, *moved_first = splat(self.grid, self.forward, t, self.carried_first)
+        seen_last, *moved_last = splat(self.grid, self.backward, 1 - t, self.carried_last)
+        smooth = lambda image: cv2.GaussianBlur(image, (0, 0), SPLAT_SIGMA)  # noqa: E731
+        seen_first, seen_last = smooth(seen_first), smooth(seen_last)
+        moved = np.dstack([smooth(a + b) for a, b in zip(moved_first, moved_last)])
+        moved = (moved + FALLBACK_WEIGHT * self.stand_in) / (seen_first + seen_last + FALLBACK_WEIGHT)[..., None]
+        return moved, seen_first, seen_last
+
+    def to_full(self, image: np.ndarray) -> np.ndarray:
+        """A flow-resolution map resized to the frame's size."""
         cv2 = _cv2()
         height, width = self.full_shape
-        if (height, width) == self.shape:
-            return flow
-        big = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-        big[..., 0] *= width / self.shape[1]
-        big[..., 1] *= height / self.shape[0]
-        return big
+        if (width, height) == self.size:
+            return image
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def full_motion(self, motion: np.ndarray) -> np.ndarray:
+        """A flow-resolution motion field at full resolution, its vectors scaled to match."""
+        height, width = self.full_shape
+        scale = np.array([width / self.size[0], height / self.size[1]], dtype=np.float32)
+        return self.to_full(motion * scale)
+
+
+def in_between(field: MotionField, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
+    """The frame at time t: both ends warped along the motion through each pixel, blended
+    by temporal distance times how visible each end is there."""
+    cv2 = _cv2()
+    motion, seen_first, seen_last = field.motion_at(t)
+    motion = field.full_motion(motion)
+    grid = pixel_grid(first.shape[1], first.shape[0])
+    from_first = warp(first, grid, motion, -t)
+    from_last = warp(last, grid, motion, 1 - t)
+    weight_first = field.to_full((1 - t) * (seen_first + FALLBACK_WEIGHT))
+    weight_last = field.to_full(t * (seen_last + FALLBACK_WEIGHT))
+    return cv2.blendLinear(from_first, from_last, weight_first, weight_last)
 
 
 class FlowEngine(Engine):
     name = "flow"
 
-    def __init__(self, flow_width: int = 960, min_confidence: float = 0.35, **settings) -> None:
+    def __init__(self, flow_width: int = 480, min_confidence: float = 0.35, **settings) -> None:
         super().__init__(flow_width=flow_width, min_confidence=min_confidence, **settings)
         self.flow_width = flow_width
         self.min_confidence = min_confidence
 
-    def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None) -> list[np.ndarray]:
+    def motion(self, first: np.ndarray, last: np.ndarray) -> MotionField | None:
+        """The gap's motion, or None where a dissolve is the better answer (see module doc)."""
+        if min(flow_size(first.shape, self.flow_width)) < MIN_FLOW_SIDE:
+            return None
         field = MotionField(first, last, self.flow_width)
-        use_flow = field.confidence >= self.min_confidence
-        full_grid = pixel_grid(*field.full_shape) if use_flow else None
-        frames = []
+        return field if field.confidence >= self.min_confidence else None
+
+    def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
+                 progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+        field = self.motion(first, last)
         for index, t in enumerate(frame_times(count)):
             t = float(t)
-            if use_flow:
-                frames.append(self._warp_blend(field, first, last, t, full_grid))
-            else:
-                frames.append(dissolve(first, last, t))
+            frame = dissolve(first, last, t) if field is None else in_between(field, first, last, t)
             if progress:
                 progress(index + 1, count)
-        return frames
-
-    @staticmethod
-    def _warp_blend(field: MotionField, first: np.ndarray, last: np.ndarray, t: float,
-                    grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        cv2 = _cv2()
-        to_first, to_last = field.flows_at(t)
-        # Reliability of the pixel each end contributes, looked up where the flow points.
-        small_grid = field.grid
-        weight_first = backward_warp(field.weight_forward, to_first, small_grid)
-        weight_last = backward_warp(field.weight_backward, to_last, small_grid)
-        height, width = field.full_shape
-        weight_first = cv2.resize(weight_first, (width, height), interpolation=cv2.INTER_LINEAR)
-        weight_last = cv2.resize(weight_last, (width, height), interpolation=cv2.INTER_LINEAR)
-        warped_first = backward_warp(first, field.upscale(to_first), grid).astype(np.float32)
-        warped_last = backward_warp(last, field.upscale(to_last), grid).astype(np.float32)
-        w_first = (1 - t) * (weight_first + 1e-3)
-        w_last = t * (weight_last + 1e-3)
-        mixed = (warped_first * w_first[..., None] + warped_last * w_last[..., None]) / (w_first + w_last)[..., None]
-        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+            yield frame
