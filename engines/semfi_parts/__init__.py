@@ -1,0 +1,13 @@
+"""The pieces of the SemFi engine (see ``engines/semfi.py`` for how they fit together).
+
+- ``rules``: every numeric rule of the method (frame counts, expert choice, mask, guidance
+  video, pixel ranges, working size), as plain functions checked against the method doc.
+- ``loading``: reads a Wan2.1-I2V folder into diffsynth's model classes, architecture taken
+  from the files themselves; local files only.
+- ``mol``: reads ``semfi.ckpt`` and merges the universal + chosen expert LoRA into the DiT.
+- ``memory``: what each GPU memory mode needs and which one fits.
+- ``sampler``: conditioning, the flow-matching sampling loop and decoding.
+- ``delivery``: turns the model's frames into exactly the frames an editor asked for.
+
+Only ``engines/semfi.py`` imports these, and only once the engine is used.
+"""

@@ -1,0 +1,119 @@
+"""One SemFi model run: conditioning, flow-matching sampling with CFG, decoding.
+
+diffsynth supplies the models, the DiT forward (``model_fn_wan_video``; ``WanModel.forward``
+itself is broken in 2.1.12), the flow-matching scheduler, seeded noise and moving models
+on and off the GPU (``WanVideoPipeline`` is used as that container only). What SemFi
+changes in Wan-I2V (both ends in the guidance video and mask, CLIP features of both frames
+summed) is done here, with the rules from ``rules``; diffsynth's own image units would
+concatenate the two CLIP features instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from engines.semfi_parts.loading import quiet
+from engines.semfi_parts.rules import frame_mask, guidance_video, latent_frame_count, to_uint8_frames, zero_past_length
+
+# VAE decode tiles (latent units) as the official script uses them; encode is untiled.
+TILE_SIZE = (30, 52)
+TILE_STRIDE = (15, 26)
+
+
+@dataclass
+class Request:
+    """What one model run needs. ``first``/``last`` are (3, H, W) float32 in [-1, 1] at the working size."""
+
+    first: object
+    last: object
+    frames: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    cfg: float
+    shift: float
+
+
+def make_scheduler(steps: int, shift: float):
+    """diffsynth's Wan flow-matching scheduler: sigmas linspace(1, 0, steps+1)[:-1], shifted; t = 1000 sigma."""
+    from diffsynth.diffusion import FlowMatchScheduler
+
+    scheduler = FlowMatchScheduler("Wan")
+    scheduler.set_timesteps(steps, denoising_strength=1.0, shift=shift)
+    return scheduler
+
+
+class Sampler:
+    """Runs SemFi on loaded Wan models (see ``loading.load_models``)."""
+
+    def __init__(self, models, device: str, dtype) -> None:
+        from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+        self.pipe = WanVideoPipeline(device=device, torch_dtype=dtype)
+        self.pipe.dit, self.pipe.text_encoder = models.dit, models.text_encoder
+        self.pipe.image_encoder, self.pipe.vae, self.pipe.tokenizer = models.image_encoder, models.vae, models.tokenizer
+        self.pipe.vram_management_enabled = self.pipe.check_vram_management_state()
+        self.device, self.dtype = device, dtype
+
+    def encode_text(self, prompt: str):
+        """umT5 embeddings (1, text_len, C), zero past the prompt's token count."""
+        ids, mask = self.pipe.tokenizer(prompt, return_mask=True, add_special_tokens=True)
+        embeddings = self.pipe.text_encoder(ids.to(self.device), mask.to(self.device))
+        return zero_past_length(embeddings, mask.gt(0).sum(dim=1)).to(self.dtype)
+
+    def encode_clip(self, first, last):
+        """CLIP ViT features (1, 257, 1280) of both frames, each encoded on its own, summed."""
+        encode = self.pipe.image_encoder.encode_image
+        features = [encode([image[None].to(device=self.device, dtype=self.dtype)]) for image in (first, last)]
+        return (features[0] + features[1]).to(self.dtype)
+
+    def encode_guidance(self, first, last, frames: int):
+        """y (1, 20, latent frames, H/8, W/8): the 4-channel mask, then the VAE latents of the guidance video."""
+        import torch
+
+        video = guidance_video(first, last, frames).to(dtype=self.dtype, device=self.device)
+        latents = self.pipe.vae.encode([video], device=self.device)[0]
+        mask = frame_mask(frames, latents.shape[2], latents.shape[3]).to(device=latents.device, dtype=latents.dtype)
+        return torch.cat([mask, latents])[None].to(dtype=self.dtype, device=self.device)
+
+    def run(self, request: Request, progress: Callable[[int, int], None] | None = None):
+        """The run's decoded frames (``request.frames`` HxWx3 uint8 at the working size)."""
+        import torch
+        from diffsynth.pipelines.wan_video import model_fn_wan_video
+
+        total = request.steps + 2
+        report = progress or (lambda done, total: None)
+        pipe = self.pipe
+        with torch.no_grad():
+            pipe.load_models_to_device(["text_encoder"])
+            context = self.encode_text(request.prompt)
+            negative = self.encode_text(request.negative_prompt) if request.cfg != 1.0 else None
+            pipe.load_models_to_device(["image_encoder"])
+            clip_feature = self.encode_clip(request.first, request.last)
+            pipe.load_models_to_device(["vae"])
+            y = self.encode_guidance(request.first, request.last, request.frames)
+            report(1, total)
+
+            height, width = request.first.shape[1:]
+            shape = (1, pipe.vae.z_dim, latent_frame_count(request.frames), height // 8, width // 8)
+            latents = pipe.generate_noise(shape, seed=request.seed, rand_device="cpu")
+            scheduler = make_scheduler(request.steps, request.shift)
+            pipe.load_models_to_device(["dit"])
+            for index, timestep in enumerate(scheduler.timesteps):
+                step_time = timestep[None].to(dtype=self.dtype, device=self.device)
+                inputs = dict(dit=pipe.dit, latents=latents, timestep=step_time, clip_feature=clip_feature, y=y)
+                velocity = model_fn_wan_video(context=context, **inputs)
+                if negative is not None:
+                    unguided = model_fn_wan_video(context=negative, **inputs)
+                    velocity = unguided + request.cfg * (velocity - unguided)
+                latents = scheduler.step(velocity, timestep, latents)
+                report(index + 2, total)
+
+            pipe.load_models_to_device(["vae"])
+            with quiet():
+                video = pipe.vae.decode(latents, device=self.device, tiled=True, tile_size=TILE_SIZE, tile_stride=TILE_STRIDE)
+            pipe.load_models_to_device([])
+            report(total, total)
+        return to_uint8_frames(video[0])
