@@ -39,7 +39,8 @@ def resolve_name(name: str, settings: dict[str, dict[str, Any]] | None = None) -
         return name
     settings = settings or {}
     for candidate in AUTO_ORDER:
-        if engine_class(candidate).unavailable_reason(settings.get(candidate, {})) is None:
+        cls, own = engine_class(candidate), settings.get(candidate, {})
+        if cls.suits_auto(own) and cls.unavailable_reason(own) is None:
             return candidate
     return "crossfade"
 

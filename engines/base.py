@@ -33,6 +33,11 @@ class Engine:
         """Why this engine cannot run here with ``settings``, or None if it can."""
         return None
 
+    @classmethod
+    def suits_auto(cls, settings: dict[str, Any]) -> bool:
+        """Whether ``--engine auto`` may pick this engine with ``settings`` (if it can run)."""
+        return True
+
     def cache_key(self) -> dict[str, Any]:
         """Everything besides the inputs that changes this engine's output."""
         return {"engine": self.name, **self.settings}

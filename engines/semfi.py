@@ -118,6 +118,11 @@ class SemFiEngine(Engine):
             return f"LoRA checkpoint '{lora}' does not exist; put semfi.ckpt there or pass --lora"
         return cuda_problem(str(settings.get("device", DEFAULTS["device"])))
 
+    @classmethod
+    def suits_auto(cls, settings: dict[str, Any]) -> bool:
+        """A 14B model on the CPU takes hours per gap: auto picks SemFi only for a CUDA device."""
+        return str(settings.get("device", DEFAULTS["device"])).startswith("cuda")
+
     def cache_key(self) -> dict[str, Any]:
         lora = self.lora.resolve()
         stat = lora.stat() if lora.is_file() else None

@@ -131,6 +131,14 @@ def test_auto_does_not_pick_semfi_without_cuda(sfi, wan, images, tmp_path):
     assert result.code == 0 and json.loads(result.stdout)["engine"] == "flow"
 
 
+def test_auto_never_picks_semfi_on_the_cpu(sfi, wan, images, tmp_path):
+    """Even with every file present and device = cpu, auto leaves a 14B model off the CPU."""
+    flags = semfi_flags(wan)
+    flags[flags.index("--engine") + 1] = "auto"
+    result = sfi("interpolate", *images, "-n", 3, "-o", tmp_path / "f", "--json", *flags)
+    assert result.code == 0 and json.loads(result.stdout)["engine"] == "flow"
+
+
 def test_doctor_reports_a_ready_setup(sfi, wan):
     result = sfi("doctor", "--model-dir", wan.model_dir, "--lora", wan.lora, "--device", "cpu")
     assert result.code == 0, result.stdout + result.stderr
