@@ -54,6 +54,29 @@ def emit_summary(summary: dict, as_json: bool, quiet: bool) -> None:
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s)")
 
 
+def semfi_options(command):
+    """SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml) and --raw."""
+    for option in reversed([
+        click.option("--model-dir", default=None, help="Wan2.1-I2V-14B-720P folder [config engines.semfi.model_dir]."),
+        click.option("--lora", default=None, help="SemFi LoRA checkpoint semfi.ckpt [config engines.semfi.lora]."),
+        click.option("--device", default=None, help="cuda, cuda:N or cpu (very slow) [config engines.semfi.device]."),
+        click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default=None,
+                     help="Model precision; auto = bfloat16 on CUDA, float32 on CPU [config engines.semfi.dtype]."),
+        click.option("--memory-mode", type=click.Choice(["auto", "full", "offload", "stream"]), default=None,
+                     help="GPU memory use; auto picks from free GPU memory [config engines.semfi.memory_mode]."),
+        click.option("--area", default=None, help="SemFi working size: 480p, 720p or a pixel count [config engines.semfi.area]."),
+        click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps [config engines.semfi.steps, 50]."),
+        click.option("--cfg", type=float, default=None, help="Classifier-free guidance scale [config engines.semfi.cfg, 5.0]."),
+        click.option("--shift", type=float, default=None, help="Flow-matching sigma shift [config engines.semfi.shift, 5.0]."),
+        click.option("--negative-prompt", default=None, help="What to avoid [config engines.semfi.negative_prompt]."),
+        click.option("--raw", is_flag=True,
+                     help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
+                          "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sfi")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -83,27 +106,233 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@semfi_options
 @click.pass_obj
 def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str, engine: str | None, prompt: str,
                 seed: int, fps: str | None, size: str | None, fit: str | None, include_ends: bool | None,
-                sheet: Path | None, force: bool, as_json: bool, quiet: bool) -> None:
+                sheet: Path | None, force: bool, as_json: bool, quiet: bool, raw: bool, **semfi) -> None:
     """Make FRAMES new frames between image FIRST and image LAST."""
     from sfi_cli.ffmpeg import parse_rate
     from sfi_cli.images import parse_size
     from sfi_cli.interpolate import InterpolateJob, run_interpolate
     from sfi_cli.output import parse_target
+    from sfi_cli.raw import run_raw
 
     config = obj.config
-    config.override(engine=engine, output__fps=fps, output__fit=fit)
+    config.override(engine=engine, output__fps=fps, output__fit=fit, **{f"engines__semfi__{k}": v for k, v in semfi.items()})
     job = InterpolateJob(
         first=first, last=last, frames=frames, target=parse_target(output, [first, last]), engine=config["engine"],
         prompt=prompt, seed=seed, size=parse_size(size) if size else None, fit=config["output.fit"],
         include_ends=include_ends, fps=parse_rate(config["output.fps"]), sheet=sheet, force=force,
         engine_settings=config.engine_settings(),
     )
-    summary = run_interpolate(job, ffmpeg=obj.ffmpeg(), crf=config["output.crf"], preset=config["output.preset"],
-                              reporter=obj.reporter(quiet, as_json))
+    run = run_raw if raw else run_interpolate
+    summary = run(job, ffmpeg=obj.ffmpeg(), crf=config["output.crf"], preset=config["output.preset"],
+                  reporter=obj.reporter(quiet, as_json))
     emit_summary(summary, as_json, quiet)
+
+
+DETECTOR_CHOICES = ["adaptive", "content", "hash", "threshold"]
+
+
+def detector_options(command):
+    """Options shared by ``detect`` and ``fill`` for choosing and tuning the cut detector."""
+    for option in reversed([
+        click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default=None,
+                     help="Cut detector (PySceneDetect) [config detect.detector, default adaptive]."),
+        click.option("--threshold", type=float, default=None,
+                     help="Detector threshold (default: the detector's own; lower finds more cuts)."),
+        click.option("--min-scene-len", default=None,
+                     help="Shortest shot: frames (15) or time (0.5s) [config detect.min_scene_len]."),
+        click.option("--downscale", type=int, default=None, help="Analyse at 1/N size; 0 = automatic."),
+    ]):
+        command = option(command)
+    return command
+
+
+def length_options(command):
+    """Transition length and mode, shared by ``detect --recipe`` and ``fill``."""
+    for option in reversed([
+        click.option("--seconds", type=float, default=None, help="Transition length in seconds [config fill.seconds, 1.0]."),
+        click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
+        click.option("--mode", type=click.Choice(["insert", "replace"]), default=None,
+                     help="insert: add frames at each cut; replace: overwrite frames around it [config fill.mode]."),
+    ]):
+        command = option(command)
+    return command
+
+
+def render_options(command):
+    """Options shared by ``render`` and ``fill``."""
+    for option in reversed([
+        click.option("--engine", default=None, help=ENGINE_HELP),
+        click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
+        click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Also save a contact sheet PNG of all generated frames."),
+        click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Where finished transitions are kept for resume [config work_dir; default .sfi-work beside the output]."),
+        click.option("--force", is_flag=True, help="Overwrite an existing output."),
+        click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+    ]):
+        command = option(command)
+    return command
+
+
+def detect_settings(config, detector, threshold, min_scene_len, downscale):
+    from sfi_cli.fill import DetectOptions
+
+    config.override(detect__detector=detector, detect__threshold=threshold, detect__min_scene_len=min_scene_len,
+                    detect__downscale=downscale)
+    return DetectOptions(detector=config["detect.detector"], threshold=config["detect.threshold"] or None,
+                         min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
+
+
+def timeline_options(obj: Context, *, quiet: bool, as_json: bool, sheet, work_dir, force: bool, dry_run: bool):
+    from sfi_cli.render import RenderOptions
+
+    configured = work_dir or (Path(obj.config["work_dir"]).expanduser() if obj.config["work_dir"] else None)
+    return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=obj.config.engine_settings(),
+                         reporter=obj.reporter(quiet, as_json), work_dir=configured, sheet=sheet, force=force,
+                         dry_run=dry_run)
+
+
+def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif summary.get("dry_run"):
+        click.echo("\n".join(summary["plan"]))
+    elif not quiet and summary.get("output"):
+        cached = f", {summary['gaps_cached']} of them from the work folder" if summary.get("gaps_cached") else ""
+        click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s; "
+                   f"{summary['gap_count']} transitions{cached}); manifest {summary['manifest']}")
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@detector_options
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write an editable recipe with one transition per cut.")
+@length_options
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cuts as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.pass_obj
+def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downscale, recipe: Path | None,
+           seconds, frames, mode, force: bool, as_json: bool, quiet: bool) -> None:
+    """List the cuts in VIDEO (frame, timecode, score); --recipe writes a recipe to edit and render."""
+    import os
+
+    from sfi_cli.fill import detect_video, recipe_header, transition_frames, write_text_atomically
+    from sfi_cli.recipe import cut_recipe_text
+    from sfi_cli.timecode import format_rate
+
+    config = obj.config
+    options = detect_settings(config, detector, threshold, min_scene_len, downscale)
+    config.override(fill__seconds=seconds, fill__mode=mode)
+    if recipe is not None:
+        if recipe.exists() and not force:
+            raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
+        if not recipe.parent.is_dir():
+            raise SfiError(f"folder for recipe '{recipe}' does not exist; create it first")
+    info, detection = detect_video(video, options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
+    if recipe is not None:
+        length = transition_frames(info, config["fill.seconds"], frames)
+        relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
+        text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
+                               output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov') else '.mp4'}",
+                               header=recipe_header(info, detection, "sfi detect"))
+        write_text_atomically(recipe, text)
+    cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
+            for c in detection.cuts]
+    if as_json:
+        click.echo(json.dumps({"video": str(video), "frames": info.frame_count, "fps": f"{info.rate.numerator}/{info.rate.denominator}",
+                               "detector": detection.detector, "threshold": detection.threshold, "cuts": cuts,
+                               "recipe": str(recipe) if recipe else None}, indent=2))
+        return
+    if quiet:
+        return
+    click.echo(f"{len(cuts)} cuts in {video.name} ({info.frame_count} frames at {format_rate(info.rate)} fps, "
+               f"{detection.detector} detector, threshold {detection.threshold})")
+    if cuts:
+        click.echo(f"{'#':>4}  {'frame':>7}  {'timecode':<12} {'seconds':>9}  {'score':>8}")
+    for number, cut in enumerate(cuts, start=1):
+        score = "-" if cut["score"] is None else f"{cut['score']:.3f}"
+        click.echo(f"{number:>4}  {cut['frame']:>7}  {cut['timecode']:<12} {cut['seconds']:>9.3f}  {score:>8}")
+    if recipe is not None:
+        click.echo(f"recipe: {recipe} (fill in the prompts, then: sfi render {recipe})")
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Output .mp4/.mov (default: [output] path in the recipe).")
+@render_options
+@click.pass_obj
+def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, force, as_json, quiet) -> None:
+    """Render the timeline of shots and transitions described by RECIPE (TOML)."""
+    from sfi_cli.ffmpeg import parse_rate
+    from sfi_cli.plan import make_plan
+    from sfi_cli.recipe import load_recipe
+    from sfi_cli.render import render_plan
+
+    config = obj.config
+    config.override(engine=engine)
+    options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
+                               dry_run=dry_run)
+    plan = make_plan(load_recipe(recipe, output), engine=config["engine"], engine_settings=options.engine_settings,
+                     default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
+    emit_timeline(render_plan(plan, options), as_json, quiet)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Output .mp4 (H.264) or .mov (ProRes); never the input itself.")
+@length_options
+@click.option("--prompt", default="", help="What should happen in each transition (text-guided engines).")
+@click.option("--negative-prompt", default="", help="What should not appear (text-guided engines).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
+@detector_options
+@click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
+@render_options
+@click.pass_obj
+def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, prompt: str, negative_prompt: str, seed: int,
+         detector, threshold, min_scene_len, downscale, copy_if_no_cuts: bool, engine, dry_run, sheet, work_dir,
+         force, as_json, quiet) -> None:
+    """Find the cuts in VIDEO and put a generated transition at each one."""
+    from sfi_cli.ffmpeg import parse_rate
+    from sfi_cli.fill import FillRequest, fill as run_fill
+
+    config = obj.config
+    config.override(engine=engine, fill__seconds=seconds, fill__mode=mode)
+    detect_options = detect_settings(config, detector, threshold, min_scene_len, downscale)
+    options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
+                               dry_run=dry_run)
+    request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
+                          mode=config["fill.mode"], prompt=prompt, negative_prompt=negative_prompt, seed=seed,
+                          engine=config["engine"], copy_if_no_cuts=copy_if_no_cuts)
+    summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
+                       crf=config["output.crf"], preset=config["output.preset"])
+    emit_timeline(summary, as_json, quiet)
+
+
+@cli.command()
+@click.option("--model-dir", default=None, help="Wan2.1-I2V-14B-720P folder [config engines.semfi.model_dir].")
+@click.option("--lora", default=None, help="SemFi LoRA checkpoint semfi.ckpt [config engines.semfi.lora].")
+@click.option("--device", default=None, help="cuda, cuda:N or cpu [config engines.semfi.device].")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
+@click.pass_obj
+def doctor(obj: Context, model_dir: str | None, lora: str | None, device: str | None, as_json: bool) -> None:
+    """Check what SemFi needs (packages, GPU, model files, LoRA keys, ffmpeg); exit 1 if it cannot run."""
+    from sfi_cli.doctor import as_dicts, report, run_checks
+
+    config = obj.config
+    config.override(engines__semfi__model_dir=model_dir, engines__semfi__lora=lora, engines__semfi__device=device)
+    checks = run_checks(config.engine_settings().get("semfi", {}), config["ffmpeg"])
+    click.echo(json.dumps(as_dicts(checks), indent=2) if as_json else report(checks))
+    if any(check.status == "fail" for check in checks):
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from sfi_cli.errors import SfiError
 from sfi_cli.images import fit_pair, load_image
-from sfi_cli.output import ContactSheet, OutputTarget, check_target, write_frames
+from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target, write_frames
 from sfi_cli.progress import Reporter
 
 
@@ -51,12 +51,7 @@ def validate(job: InterpolateJob) -> None:
         raise SfiError(f"--frames must be 1 or more (got {job.frames})")
     check_target(job.target, job.force)
     if job.sheet is not None:
-        if job.sheet.suffix.lower() != ".png":
-            raise SfiError(f"contact sheet '{job.sheet}' must be a .png file")
-        if not job.sheet.parent.is_dir():
-            raise SfiError(f"folder for contact sheet '{job.sheet}' does not exist; create it first")
-        if job.sheet.exists() and not job.force:
-            raise SfiError(f"contact sheet '{job.sheet}' already exists; pass --force to overwrite it")
+        check_sheet(job.sheet, job.force)
 
 
 def sequence(first: np.ndarray, middle: Iterable[np.ndarray], last: np.ndarray, with_ends: bool) -> Iterator[np.ndarray]:

@@ -79,6 +79,16 @@ def check_target(target: OutputTarget, force: bool) -> None:
         raise SfiError(f"output '{existing}' already exists; pass --force to overwrite it")
 
 
+def check_sheet(sheet: Path, force: bool) -> None:
+    """Refuse a contact sheet path that is not a PNG, has no folder, or would overwrite without --force."""
+    if sheet.suffix.lower() != ".png":
+        raise SfiError(f"contact sheet '{sheet}' must be a .png file")
+    if not sheet.parent.is_dir():
+        raise SfiError(f"folder for contact sheet '{sheet}' does not exist; create it first")
+    if sheet.exists() and not force:
+        raise SfiError(f"contact sheet '{sheet}' already exists; pass --force to overwrite it")
+
+
 def even_size(frame: np.ndarray) -> np.ndarray:
     """Pad odd dimensions by repeating the last row/column (yuv420p needs even sizes)."""
     height, width = frame.shape[:2]

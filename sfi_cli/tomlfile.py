@@ -39,19 +39,21 @@ def _split_key(dotted: str) -> list[str]:
 def key_line(text: str, key_path: tuple[str | int, ...]) -> int | None:
     """The 1-based line where ``key_path`` (e.g. ("output", "fps") or ("shot", 2, "path")) is set.
 
-    Integer parts index arrays of tables (``[[shot]]``); None if the key cannot be found.
+    Integer parts index arrays of tables (``[[shot]]``), and a sub-table such as
+    ``[shot.transition]`` belongs to the ``[[shot]]`` above it; None if the key cannot be found.
     """
     names = [part for part in key_path if isinstance(part, str)]
     table: list[str] = []
-    seen_tables: dict[str, int] = {}
+    array_counts: dict[str, int] = {}
     table_index = 0
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             table = _split_key(header.group(1))
-            joined = ".".join(table)
-            table_index = seen_tables.get(joined, -1) + 1
-            seen_tables[joined] = table_index
+            if line.lstrip().startswith("[["):
+                joined = ".".join(table)
+                array_counts[joined] = array_counts.get(joined, -1) + 1
+            table_index = array_counts.get(table[0], 0)
             if table == names and _index_matches(key_path, table_index):
                 return number
             continue

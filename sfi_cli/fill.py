@@ -1,0 +1,115 @@
+"""``sfi detect`` and ``sfi fill``: cuts found in a video become a recipe, and the recipe is rendered.
+
+``fill`` is literally ``detect``, then the recipe ``detect --recipe`` would write, then
+``render``: the recipe it rendered is kept in the work folder for the editor to adjust.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from sfi_cli.detect import Detection, detect_cuts
+from sfi_cli.errors import SfiError
+from sfi_cli.probe import MediaInfo, probe
+from sfi_cli.progress import Reporter
+from sfi_cli.recipe import cut_recipe_text, parse_recipe
+from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
+from sfi_cli.timecode import format_rate, parse_position
+
+
+@dataclass
+class DetectOptions:
+    detector: str = "adaptive"
+    threshold: float | None = None  # None: the detector's own default
+    min_scene_len: str | int | float = 15  # a position: frames, "0.5s", ...
+    downscale: int = 0  # 0: automatic
+
+
+def detect_video(video: Path, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
+    """Probe ``video`` and find its cuts, with progress."""
+    info = probe(video)
+    min_len = parse_position(options.min_scene_len).to_frames(info.rate)
+    for warning in ([f"'{video.name}' has a variable frame rate: frame numbers refer to it converted to a constant "
+                     f"{format_rate(info.rate)} fps"] if info.vfr else []):
+        reporter.message(f"warning: {warning}")
+    with reporter.task(f"finding cuts in {video.name} ({options.detector})", info.frame_count) as progress:
+        detection = detect_cuts(info, detector=options.detector, threshold=options.threshold, min_scene_len=min_len,
+                                downscale=options.downscale, ffmpeg=ffmpeg, progress=progress)
+    return info.with_frame_count(detection.frames), detection
+
+
+def transition_frames(info: MediaInfo, seconds: float | None, frames: int | None) -> int:
+    """The length of each transition in frames at the video's rate; zero is refused."""
+    count = frames if frames is not None else round(Fraction(str(seconds)) * info.rate)
+    if count < 1:
+        given = f"--frames {frames}" if frames is not None else f"--seconds {seconds}"
+        raise SfiError(f"zero-length transition: {given} is {count} frames at {format_rate(info.rate)} fps; "
+                       f"ask for at least 1 frame")
+    return count
+
+
+def recipe_header(info: MediaInfo, detection: Detection, command: str) -> str:
+    return (f"Recipe written by `{command}` for {info.path.name}: {info.frame_count} frames at {format_rate(info.rate)} fps,\n"
+            f"{len(detection.cuts)} cuts found by the {detection.detector} detector (threshold {detection.threshold}).\n"
+            f"Fill in each transition's prompt, then: sfi render THIS_FILE")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.sfi-partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+@dataclass
+class FillRequest:
+    video: Path
+    output: Path
+    seconds: float | None
+    frames: int | None
+    mode: str
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    engine: str = "auto"
+    copy_if_no_cuts: bool = False
+
+
+def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *, default_fps: Fraction,
+         crf: int, preset: str) -> dict[str, Any]:
+    """Detect the cuts of ``request.video`` and render it with a transition at each one."""
+    from sfi_cli.plan import make_plan, output_codec
+
+    video, output = Path(request.video), Path(request.output)
+    if output.resolve() == video.resolve():
+        raise SfiError(f"output '{output}' is the input video; choose another output path")
+    info = probe(video)
+    frames = transition_frames(info, request.seconds, request.frames)
+    # Everything about the output is checked before the (long) detection pass.
+    output_codec(output, None)
+    check_outputs(output, [video], options)
+    info, detection = detect_video(video, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
+    cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
+            for c in detection.cuts]
+    if not detection.cuts and not request.copy_if_no_cuts:
+        options.reporter.message(f"no cuts found in {video.name}: nothing to fill, nothing written "
+                                 f"(pass --copy-if-no-cuts to write a re-encoded copy anyway)")
+        return {"output": None, "cuts": [], "frames_written": 0, "dry_run": options.dry_run}
+    text = cut_recipe_text(str(video.resolve()), detection.cuts, info.frame_count, frames=frames, mode=request.mode,
+                           output=str(output.resolve()), header=recipe_header(info, detection, "sfi fill"),
+                           prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
+                           engine=request.engine)
+    # The recipe is kept (dry run too) so the editor can adjust it and `sfi render` it; errors point into it.
+    recipe_file = work_dir_for(output, options.work_dir) / f"{output.stem}.recipe.toml"
+    recipe_file.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(recipe_file, text)
+    recipe = parse_recipe(tomllib.loads(text), text, recipe_file)
+    plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
+                     crf=crf, preset=preset, output=output)
+    options.manifest_extra = {**options.manifest_extra, "input": str(video), "mode": request.mode,
+                              "transition_frames": frames, "detector": detection.detector, "cuts": cuts}
+    return render_plan(plan, options)

@@ -1,0 +1,194 @@
+"""Frames of the timeline's media by frame number, at the output's size, rate and pixel format.
+
+A ``VideoReader`` keeps one ffmpeg decoder open and reads forward, so a run of
+ranges in order (the usual case: shot after shot of one video) costs one decode of
+the file; a range that lies behind, or far ahead, starts a new decoder seeked to it.
+Frame ``i`` is the ``i``-th decoded frame in presentation order: the same numbering
+the cut detector uses. A clip whose rate differs from the output's (or varies) is
+read through ffmpeg's ``fps`` filter, so frame ``i`` is the one shown at ``i / rate``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from sfi_cli.errors import SfiError
+from sfi_cli.ffmpeg import RGB_DTYPES, convert_frames, decode_frames
+from sfi_cli.probe import MediaInfo
+
+
+def fit_filter(source: tuple[int, int], size: tuple[int, int], fit: str, flags: str = "lanczos") -> str | None:
+    """ffmpeg filters bringing ``source`` (w, h) to ``size`` by the fit policy, or None when sizes match."""
+    if source == size:
+        return None
+    width, height = size
+    if fit == "stretch":
+        return f"scale={width}:{height}:flags={flags}"
+    if fit == "cover":
+        return f"scale={width}:{height}:force_original_aspect_ratio=increase:flags={flags},crop={width}:{height}"
+    return (f"scale={width}:{height}:force_original_aspect_ratio=decrease:flags={flags},"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2")
+
+
+def seconds_arg(value: Fraction) -> str:
+    return f"{float(value):.6f}"
+
+
+class VideoReader:
+    """Frames of one video by number, at ``size`` and ``rate``, in raw layout ``pix_fmt``.
+
+    ``color_filter`` converts the clip's colours to the output's when they differ;
+    ``scale_flags`` picks ffmpeg's scaler (lanczos for pictures, area for analysis);
+    ``decoder_args`` are extra ffmpeg input options (e.g. faster, inexact decoding for analysis).
+    """
+
+    def __init__(self, info: MediaInfo, *, size: tuple[int, int], fit: str, rate: Fraction, pix_fmt: str,
+                 keep_rotation: bool, ffmpeg: str, color_filter: str | None = None, scale_flags: str = "lanczos",
+                 decoder_args: Sequence[str] = ()) -> None:
+        self.info = info
+        self.size = size
+        self.rate = rate
+        self.pix_fmt = pix_fmt
+        self.ffmpeg = ffmpeg
+        self.conform = info.vfr or info.rate != rate
+        self.keep_rotation = keep_rotation
+        self.decoder_args = list(decoder_args)
+        stored = (info.width, info.height) if keep_rotation else info.display_size
+        self.rate_filter = f"fps={rate.numerator}/{rate.denominator}" if self.conform else None
+        self.picture_filters = [f for f in (fit_filter(stored, size, fit, scale_flags), color_filter) if f]
+        self.video_filter = ",".join(f for f in (self.rate_filter, *self.picture_filters) if f) or None
+        self.skip_limit = max(1, round(2 * rate))  # reading on beats seeking for gaps shorter than ~2 s
+        self._decoder: Iterator[np.ndarray] | None = None
+        self._position = 0
+        self._last: np.ndarray | None = None
+
+    def _input_args(self, start: int) -> list[str]:
+        """ffmpeg input options that make decoding begin at frame ``start``."""
+        args = [*self.decoder_args, *(["-noautorotate"] if self.keep_rotation else [])]
+        if start > 0:
+            # Exact rate: aim half a frame early, so rounding can never skip frame ``start``.
+            offset = Fraction(0) if self.conform else Fraction(1, 2)
+            args += ["-ss", seconds_arg(self.info.start_offset + (start - offset) / self.rate)]
+        return args
+
+    def _open(self, start: int) -> None:
+        self.close()
+        self._decoder = decode_frames(self.info.path, self.size, ffmpeg=self.ffmpeg, extra_input_args=self._input_args(start),
+                                      video_filter=self.video_filter, pix_fmt=self.pix_fmt)
+        self._position = start
+
+    def pick(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """The frames at sorted ``indices``, in one decoding pass that converts only those (ffmpeg's select)."""
+        first = indices[0]
+        chosen = "+".join(f"eq(n,{index - first})" for index in indices)
+        video_filter = ",".join(f for f in (self.rate_filter, f"select='{chosen}'", *self.picture_filters) if f)
+        frames = decode_frames(self.info.path, self.size, ffmpeg=self.ffmpeg, extra_input_args=self._input_args(first),
+                               video_filter=video_filter, pix_fmt=self.pix_fmt)
+        try:
+            yield from zip(indices, frames)
+        finally:
+            frames.close()
+
+    def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
+        """Frames ``start`` .. ``stop - 1``, one at a time."""
+        if self._decoder is None or not (self._position <= start <= self._position + self.skip_limit):
+            self._open(start)
+        while self._position < stop:
+            frame = next(self._decoder, None)
+            if frame is None:
+                frame = self._ran_out(stop)
+            else:
+                self._last = frame
+            self._position += 1
+            if self._position > start:
+                yield frame
+
+    def _ran_out(self, stop: int) -> np.ndarray:
+        """A converted clip may end a frame or two early: hold its last frame; an exact one may not."""
+        if self.conform and self._last is not None and stop - self._position <= 2:
+            return self._last
+        raise SfiError(f"'{self.info.path}' ended at frame {self._position}, before frame {stop - 1} that the plan needs; "
+                       f"the file may be truncated")
+
+    def frame(self, index: int) -> np.ndarray:
+        return next(iter(self.frames(index, index + 1)))
+
+    def every_frame(self) -> Iterator[np.ndarray]:
+        """All frames from the first to wherever the file really ends."""
+        self._open(0)
+        for frame in self._decoder:
+            self._position += 1
+            yield frame
+
+    def close(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
+
+
+class StillReader:
+    """An image held for as many frames as asked, fitted to ``size`` and converted to ``pix_fmt`` once.
+
+    ``to_output`` is the ffmpeg filter from RGB to ``pix_fmt`` when that is not RGB.
+    """
+
+    def __init__(self, path: Path, *, size: tuple[int, int], fit: str, pix_fmt: str, ffmpeg: str,
+                 to_output: str | None = None) -> None:
+        from sfi_cli.images import load_image, resize_to
+
+        self.rgb = resize_to(load_image(path), size, fit)
+        self.raw = self.rgb
+        if pix_fmt not in RGB_DTYPES:
+            self.raw = next(convert_frames([self.rgb], size, pix_fmt=pix_fmt, video_filter=to_output, ffmpeg=ffmpeg))
+
+    def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
+        for _ in range(start, stop):
+            yield self.raw
+
+    def frame(self, index: int) -> np.ndarray:
+        return self.raw
+
+    def close(self) -> None:
+        pass
+
+
+class FramePicker:
+    """Frames of one video needed at numbers known in advance (a timeline's boundary frames).
+
+    Nearby numbers are fetched in one pass each (decoding everything between them once,
+    converting only what is asked for), which beats seeking for each: a seek decodes from
+    the previous keyframe, often seconds away. Numbers asked for out of order fall back
+    to the reader's own seeking.
+    """
+
+    def __init__(self, reader: VideoReader, indices: list[int], max_jump: int) -> None:
+        self.reader = reader
+        wanted = sorted(set(indices))
+        runs: list[list[int]] = []
+        for index in wanted:
+            if runs and index - runs[-1][-1] <= max_jump:
+                runs[-1].append(index)
+            else:
+                runs.append([index])
+        self._picked = (pair for run in runs for pair in reader.pick(run))
+        self._recent: dict[int, np.ndarray] = {}
+
+    def frame(self, index: int) -> np.ndarray:
+        if index in self._recent:
+            return self._recent[index]
+        for picked, frame in self._picked:
+            self._recent = {i: f for i, f in self._recent.items() if i >= index - 1}
+            self._recent[picked] = frame
+            if picked == index:
+                return frame
+            if picked > index:
+                break
+        return self.reader.frame(index)
+
+    def close(self) -> None:
+        self._picked.close()
+        self.reader.close()

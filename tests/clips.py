@@ -1,0 +1,154 @@
+"""Test clips made with ffmpeg: hard cuts at known frames, each frame's number written into it.
+
+The bottom strip of every frame holds its index as 10 black/white cells (Gray code, so
+neighbouring frames differ in one cell and detectors see no jump), big enough to survive
+compression: a decoded frame says which source frame it is. Above it, each
+shot shows its own random texture drifting one pixel a frame: detectors see a hard cut
+exactly where a new shot starts, and nothing else.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+BITS = 10
+STRIP = 12  # rows of the index strip
+
+
+def shot_texture(shot: int, width: int, height: int) -> np.ndarray:
+    rng = np.random.default_rng(1000 + shot)
+    small = rng.integers(0, 256, size=(max(2, height // 12), max(2, width // 12) + 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width + 48, height), Image.Resampling.BICUBIC))
+
+
+def clip_frame(index: int, shot: int, width: int, height: int, textures: dict[int, np.ndarray]) -> np.ndarray:
+    if shot not in textures:
+        textures[shot] = shot_texture(shot, width, height - STRIP)
+    phase = index % 96
+    offset = phase if phase < 48 else 96 - phase  # drifts back and forth, never jumps
+    frame = np.zeros((height, width, 3), dtype=np.uint8)
+    frame[: height - STRIP] = textures[shot][:, offset: offset + width]
+    cell = width // BITS
+    gray = index ^ (index >> 1)
+    for bit in range(BITS):
+        value = 255 if (gray >> bit) & 1 else 0
+        frame[height - STRIP:, bit * cell:(bit + 1) * cell] = value
+    return frame
+
+
+def frame_index(frame: np.ndarray) -> int:
+    """The index written into a frame by ``clip_frame`` (read from the cell centres)."""
+    height, width = frame.shape[:2]
+    cell = width // BITS
+    strip = frame[height - STRIP + 3: height - 3].astype(np.float32).mean(axis=(0, 2))
+    gray = sum(1 << bit for bit in range(BITS) if strip[bit * cell + 3: (bit + 1) * cell - 3].mean() > 127)
+    index = 0
+    while gray:
+        index ^= gray
+        gray >>= 1
+    return index
+
+
+def make_clip(path: Path, ffmpeg: str, *, frames: int = 90, cuts: tuple[int, ...] = (30, 60), rate: str = "25",
+              size: tuple[int, int] = (192, 128), audio: bool = True, subtitles: bool = False,
+              timecode: str | None = None, rotation: int | None = None, pix_fmt: str = "yuv420p",
+              color: bool = False, vfr: bool = False) -> Path:
+    """Write a clip with hard cuts at ``cuts``; returns ``path``."""
+    width, height = size
+    fps = Fraction(rate)
+    seconds = frames / fps
+    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
+    if rotation is not None:
+        command += ["-display_rotation:v:0", str(rotation), "-noautorotate"]
+    command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", rate, "-i", "pipe:0"]
+    maps = ["-map", "0:v"]
+    if audio:
+        command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={float(seconds):.6f}"]
+        maps += ["-map", "1:a"]
+    if subtitles:
+        srt = path.with_suffix(".srt")
+        srt.write_text("1\n00:00:00,200 --> 00:00:00,800\nfirst line\n\n"
+                       f"2\n00:00:{float(seconds) - 0.6:06.3f} --> 00:00:{float(seconds) - 0.2:06.3f}\nlast line\n".replace(".", ","))
+        command += ["-i", str(srt)]
+        maps += ["-map", f"{1 + audio}:s"]
+    command += maps + ["-c:v", "libx264", "-crf", "10", "-preset", "veryfast", "-g", "24", "-pix_fmt", pix_fmt]
+    if vfr:
+        # Every fifth frame lasts twice as long: a variable frame rate.
+        command += ["-bf", "0", "-enc_time_base", "1/1000", "-bsf:v",
+                    f"setts=pts=PTS+floor(N/5)*{round(1000 / float(fps))}/(1000*TB)", "-fps_mode", "passthrough"]
+    if color:
+        command += ["-vf", "scale=out_color_matrix=bt709,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"]
+    if audio:
+        command += ["-c:a", "aac", "-b:a", "96k"]
+    if subtitles:
+        command += ["-c:s", "mov_text"]
+    if timecode:
+        command += ["-timecode", timecode]
+    command.append(str(path))
+    process = subprocess.Popen(command, stdin=subprocess.PIPE)
+    textures: dict[int, np.ndarray] = {}
+    bounds = sorted(cuts)
+    for index in range(frames):
+        shot = sum(1 for cut in bounds if cut <= index)
+        process.stdin.write(clip_frame(index, shot, width, height, textures).tobytes())
+    process.stdin.close()
+    assert process.wait() == 0, f"ffmpeg failed making {path}"
+    return path
+
+
+def decode_all(path: Path, ffmpeg: str, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Every frame of the first video stream as RGB, decoded by ffmpeg (small clips only)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        width, height = size or (stream.codec_context.width, stream.codec_context.height)
+    out = subprocess.run([ffmpeg, "-v", "error", "-noautorotate", "-i", str(path), "-map", "0:v:0",
+                          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         check=True, capture_output=True).stdout
+    frame_bytes = width * height * 3
+    return [np.frombuffer(out[i:i + frame_bytes], np.uint8).reshape(height, width, 3)
+            for i in range(0, len(out), frame_bytes)]
+
+
+def stream_facts(path: Path) -> dict:
+    """Durations (seconds, from the container) and stream facts of a file, via PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        facts: dict = {"streams": [s.type for s in container.streams], "metadata": dict(container.metadata)}
+        video = container.streams.video[0]
+        facts["video_duration"] = float(video.duration * video.time_base)
+        facts["frames"] = video.frames
+        facts["rate"] = video.guessed_rate
+        facts["pix_fmt"] = video.codec_context.format.name
+        facts["video_metadata"] = dict(video.metadata)
+        if container.streams.audio:
+            audio = container.streams.audio[0]
+            facts["audio_duration"] = float(audio.duration * audio.time_base)
+            facts["audio_codec"] = audio.codec_context.name
+        facts["subtitles"] = [s.codec_context.name for s in container.streams.subtitles]
+    return facts
+
+
+@pytest.fixture(scope="session")
+def cut_clip(tmp_path_factory) -> Path:
+    """90 frames at 25 fps, hard cuts at 30 and 60, a 440 Hz tone, two subtitles, timecode 01:00:00:00."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    folder = tmp_path_factory.mktemp("clips")
+    return make_clip(folder / "cuts.mp4", find_ffmpeg(), subtitles=True, timecode="01:00:00:00")
+
+
+@pytest.fixture(scope="session")
+def still_clip(tmp_path_factory) -> Path:
+    """A clip with no cut at all."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_clip(tmp_path_factory.mktemp("clips") / "still.mp4", find_ffmpeg(), frames=50, cuts=())

@@ -1,0 +1,164 @@
+"""``sfi fill`` end to end on clips with known cuts: frame counts, sync, untouched footage, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from clips import cut_clip, decode_all, frame_index, make_clip, still_clip, stream_facts  # noqa: F401  (fixtures)
+
+FRAMES, CUTS, RATE = 90, (30, 60), Fraction(25)
+
+
+def fill(sfi, clip, out, *args):
+    result = sfi("fill", clip, "-o", out, "--engine", "crossfade", "--json", *args)
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def footage_matches(source, output, expected_indices):
+    """Output frames at the untouched positions are the source frames, in order, barely changed by re-encoding."""
+    for position, index in expected_indices:
+        assert frame_index(output[position]) == index, (position, index)
+        difference = np.abs(output[position].astype(int) - source[index].astype(int)).mean()
+        assert difference < 4, (position, index, difference)
+
+
+def test_insert_adds_frames_at_each_cut_and_keeps_sync(cut_clip, tmp_path, ffmpeg_exe, sfi):
+    out = tmp_path / "insert.mp4"
+    summary = fill(sfi, cut_clip, out, "--frames", "12", "--mode", "insert")
+    total = FRAMES + 2 * 12
+    assert summary["frames_written"] == total and summary["gap_count"] == 2
+    facts = stream_facts(out)
+    assert facts["frames"] == total and facts["rate"] == RATE
+    assert abs(facts["audio_duration"] - facts["video_duration"]) <= 1 / RATE
+    assert abs(facts["video_duration"] - total / RATE) < 1e-6
+    source, output = decode_all(cut_clip, ffmpeg_exe), decode_all(out, ffmpeg_exe)
+    assert len(output) == total
+    expected = [(i, i) for i in range(30)] + [(i + 12, i) for i in range(30, 60)] + [(i + 24, i) for i in range(60, 90)]
+    footage_matches(source, output, expected)
+    # streams and metadata carried over: subtitles (moved past the inserted time), timecode
+    assert facts["subtitles"] == ["mov_text"] and facts["video_metadata"]["timecode"] == "01:00:00:00"
+    manifest = json.loads((tmp_path / "insert.sfi.json").read_text())
+    assert [g["frames"] for g in manifest["gaps"]] == [12, 12] and manifest["cuts"][0]["frame"] == 30
+
+
+def test_insert_silence_sits_where_the_frames_were_added(cut_clip, tmp_path, sfi):
+    """The tone stops for exactly the inserted stretch, so what follows stays in sync."""
+    import av
+
+    out = tmp_path / "insert.mp4"
+    fill(sfi, cut_clip, out, "--frames", "25", "--mode", "insert")  # 1 s at each cut
+    with av.open(str(out)) as container:
+        samples = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+    rate = 48000
+    window = lambda second: np.abs(samples[int(second * rate): int(second * rate) + 2400]).mean()  # noqa: E731
+    assert window(0.5) > 0.05  # tone in shot 1
+    assert window(1.5) < 0.01  # the first inserted second (1.2 s .. 2.2 s) is silent
+    assert window(2.5) > 0.05  # tone again in shot 2
+    assert window(3.8) < 0.01  # the second inserted second (3.4 s .. 4.4 s)
+    assert window(5.5) > 0.05
+
+
+def test_replace_keeps_duration_and_audio(cut_clip, tmp_path, ffmpeg_exe, sfi):
+    out = tmp_path / "replace.mp4"
+    summary = fill(sfi, cut_clip, out, "--frames", "10", "--mode", "replace", "--sheet", tmp_path / "sheet.png")
+    assert summary["frames_written"] == FRAMES
+    assert summary["audio_tracks"][0]["copied"] is True
+    facts = stream_facts(out)
+    assert facts["frames"] == FRAMES and abs(facts["audio_duration"] - facts["video_duration"]) <= 1 / RATE
+    source, output = decode_all(cut_clip, ffmpeg_exe), decode_all(out, ffmpeg_exe)
+    untouched = [i for i in range(FRAMES) if not (25 <= i < 35 or 55 <= i < 65)]
+    footage_matches(source, output, [(i, i) for i in untouched])
+    # the transition's ends come from the outer edges: frames 24 and 35 of the source
+    assert (tmp_path / "sheet.png").is_file()
+
+
+def test_seconds_and_prores_mov(cut_clip, tmp_path, ffmpeg_exe, sfi):
+    out = tmp_path / "out.mov"
+    summary = fill(sfi, cut_clip, out, "--seconds", "0.2")  # 5 frames at 25 fps
+    assert summary["frames_written"] == FRAMES + 10 and summary["codec"] == "prores"
+    facts = stream_facts(out)
+    assert facts["pix_fmt"] == "yuv422p10le" and facts["audio_codec"].startswith("pcm")
+    assert abs(facts["audio_duration"] - facts["video_duration"]) <= 1 / RATE
+
+
+def test_formats_and_tags_are_kept(tmp_path, ffmpeg_exe, sfi):
+    """10-bit stays 10-bit, colour tags, rotation and a 30000/1001 rate survive the splice."""
+    import av
+
+    clip = make_clip(tmp_path / "deep.mp4", ffmpeg_exe, frames=60, cuts=(30,), rate="30000/1001",
+                     pix_fmt="yuv420p10le", color=True, rotation=90)
+    out = tmp_path / "deep-out.mp4"
+    fill(sfi, clip, out, "--frames", "4")
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        assert stream.guessed_rate == Fraction(30000, 1001) and stream.frames == 64
+        assert context.format.name == "yuv420p10le"
+        assert (context.color_primaries, context.color_trc, context.colorspace) == (1, 1, 1)
+        assert (context.width, context.height) == (192, 128)
+        assert next(container.decode(stream)).rotation == 90
+
+
+def test_dry_run_prints_plan_and_writes_nothing(cut_clip, tmp_path, sfi):
+    out = tmp_path / "dry.mp4"
+    result = sfi("fill", cut_clip, "-o", out, "--engine", "semfi", "--frames", "14", "--dry-run")
+    assert result.code == 0, result.stderr
+    assert "gap 1    14 new frames, insert, engine semfi, expert 17 (model runs 17 frames)" in result.stdout
+    assert not out.exists() and not (tmp_path / ".sfi-work" / "gaps").exists()
+    assert "cut 1 at frame 30" in (tmp_path / ".sfi-work" / "dry.recipe.toml").read_text()
+
+
+def test_no_cuts_copies_nothing_unless_asked(still_clip, tmp_path, sfi):
+    out = tmp_path / "copy.mp4"
+    result = sfi("fill", still_clip, "-o", out, "--engine", "crossfade")
+    assert result.code == 0 and "no cuts found" in result.stderr and not out.exists()
+    summary = fill(sfi, still_clip, out, "--copy-if-no-cuts")
+    assert summary["frames_written"] == 50 and stream_facts(out)["frames"] == 50
+
+
+def test_inputs_are_never_modified(cut_clip, tmp_path, sfi):
+    before = hashlib.sha256(cut_clip.read_bytes()).hexdigest()
+    fill(sfi, cut_clip, tmp_path / "o.mp4", "--frames", "3", "--mode", "replace")
+    assert hashlib.sha256(cut_clip.read_bytes()).hexdigest() == before
+
+
+def test_variable_frame_rate_becomes_constant(tmp_path, ffmpeg_exe, sfi):
+    clip = make_clip(tmp_path / "vfr.mp4", ffmpeg_exe, frames=60, cuts=(30,), vfr=True)
+    out = tmp_path / "cfr.mp4"
+    result = sfi("fill", clip, "-o", out, "--engine", "crossfade", "--frames", "5")
+    assert result.code == 0, result.stderr
+    assert "variable frame rate" in result.stderr and "constant 25 fps" in result.stderr
+    facts = stream_facts(out)
+    assert facts["rate"] == 25 and abs(facts["audio_duration"] - facts["video_duration"]) <= 1 / 25
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{missing}", "-o", "{out}"], "does not exist"),
+    (["{text}", "-o", "{out}"], "not a video"),
+    (["{clip}", "-o", "{out}", "--seconds", "0"], "zero-length transition"),
+    (["{clip}", "-o", "{out}", "--frames", "0"], "zero-length transition"),
+    (["{clip}", "-o", "{out}", "--frames", "40", "--mode", "replace"], "longer than the shot it replaces into"),
+    (["{clip}", "-o", "{out}", "--detector", "nope"], "'nope' is not one of"),
+    (["{clip}", "-o", "{out}", "--min-scene-len", "12:xx"], "bad timecode"),
+    (["{clip}", "-o", "{clip}"], "is the input video"),
+    (["{clip}", "-o", "{tmp}/no/such/folder/out.mp4"], "does not exist"),
+    (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4 or .mov"),
+    (["{clip}", "-o", "{existing}"], "already exists; pass --force"),
+])
+def test_bad_input_is_one_line_and_leaves_nothing(cut_clip, tmp_path, sfi, args, message):
+    (tmp_path / "text.mp4").write_text("hello")
+    (tmp_path / "existing.mp4").write_bytes(b"keep me")
+    values = {"missing": tmp_path / "missing.mp4", "text": tmp_path / "text.mp4", "clip": cut_clip,
+              "out": tmp_path / "out.mp4", "tmp": tmp_path, "existing": tmp_path / "existing.mp4"}
+    result = sfi("fill", *[a.format(**values) for a in args], "--engine", "crossfade")
+    assert result.code != 0
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert not (tmp_path / "out.mp4").exists() and (tmp_path / "existing.mp4").read_bytes() == b"keep me"
+    assert not list(tmp_path.glob(".*partial*"))
