@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from engines.base import Engine, EngineUnavailable
+from engines.base import Engine, EngineUnavailable, UnknownEngine
 
 # name -> "module:Class"; the module is imported on first use only.
 REGISTRY: dict[str, str] = {
@@ -27,7 +27,7 @@ def engine_class(name: str) -> type[Engine]:
     """Import and return the engine class registered as ``name``."""
     if name not in REGISTRY:
         known = ", ".join(sorted(REGISTRY) + ["auto"])
-        raise KeyError(f"unknown engine '{name}' (choose one of: {known})")
+        raise UnknownEngine(f"unknown engine '{name}' (choose one of: {known})")
     module_name, class_name = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -35,7 +35,7 @@ def engine_class(name: str) -> type[Engine]:
 def resolve_name(name: str, settings: dict[str, dict[str, Any]] | None = None) -> str:
     """Turn ``auto`` into the best engine that can run on this machine."""
     if name != "auto":
-        engine_class(name)  # raises KeyError for an unknown name
+        engine_class(name)  # raises UnknownEngine for an unknown name
         return name
     settings = settings or {}
     for candidate in AUTO_ORDER:
@@ -56,4 +56,4 @@ def load_engine(name: str, settings: dict[str, dict[str, Any]] | None = None) ->
     return cls(**settings.get(resolved, {}))
 
 
-__all__ = ["Engine", "EngineUnavailable", "REGISTRY", "engine_class", "load_engine", "resolve_name"]
+__all__ = ["Engine", "EngineUnavailable", "UnknownEngine", "REGISTRY", "engine_class", "load_engine", "resolve_name"]

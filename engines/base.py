@@ -6,12 +6,18 @@ from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 
+from sfi_cli.errors import SfiError
+
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while an engine works on one gap."""
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(SfiError):
     """The engine cannot run on this machine (missing GPU, weights, package)."""
+
+
+class UnknownEngine(SfiError):
+    """No engine is registered under the requested name."""
 
 
 class Engine:

@@ -77,36 +77,45 @@ def counted(frames: Iterable[np.ndarray], expected: int, engine_name: str) -> It
 
 def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     """Do the whole job and return a summary (what ``--json`` prints)."""
-    from engines import EngineUnavailable, load_engine
+    from engines import load_engine
 
     validate(job)
     started = time.monotonic()
     first, last = fit_pair(load_image(job.first), load_image(job.last), job.size, job.fit)
-    try:
-        engine = load_engine(job.engine, job.engine_settings)
-    except (KeyError, EngineUnavailable) as error:
-        raise SfiError(str(error.args[0]) if error.args else str(error)) from None
+    engine = load_engine(job.engine, job.engine_settings)
     height, width = first.shape[:2]
     reporter.message(f"{engine.name}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
-    sheet = ContactSheet() if job.sheet else None
     with reporter.task(f"{engine.name} {job.first.name} -> {job.last.name}", job.frames) as progress:
         middle = engine.generate(first, last, job.frames, prompt=job.prompt, negative_prompt=job.negative_prompt,
                                  seed=job.seed, progress=progress)
         frames = sequence(first, counted(middle, job.frames, engine.name), last, job.with_ends)
-        if sheet:
-            frames = map(sheet.add, frames)
-        written = write_frames(job.target, frames, fps=job.fps, ffmpeg=ffmpeg, crf=crf, preset=preset)
+        written = write_result(job, frames, ffmpeg=ffmpeg, crf=crf, preset=preset)
+    return summary(job, engine=engine.name, written=written, size=(width, height), started=started,
+                   include_ends=job.with_ends)
+
+
+def write_result(job: InterpolateJob, frames: Iterable[np.ndarray], *, ffmpeg: str, crf: int, preset: str) -> int:
+    """Write ``frames`` to the job's target (and contact sheet); returns how many were written."""
+    sheet = ContactSheet() if job.sheet else None
+    written = write_frames(job.target, map(sheet.add, frames) if sheet else iter(frames), fps=job.fps,
+                           ffmpeg=ffmpeg, crf=crf, preset=preset)
     if sheet:
         sheet.save(job.sheet)
+    return written
+
+
+def summary(job: InterpolateJob, *, engine: str, written: int, size: tuple[int, int], started: float,
+            **extra: Any) -> dict[str, Any]:
+    """What ``--json`` prints about a finished job."""
     return {
         "output": str(job.target.path),
         "output_kind": job.target.kind,
-        "engine": engine.name,
+        "engine": engine,
+        **extra,
         "new_frames": job.frames,
         "frames_written": written,
-        "include_ends": job.with_ends,
-        "width": width,
-        "height": height,
+        "width": size[0],
+        "height": size[1],
         "fps": f"{job.fps.numerator}/{job.fps.denominator}",
         "seed": job.seed,
         "sheet": str(job.sheet) if job.sheet else None,

@@ -226,10 +226,7 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
     def engine_name(name: str | None) -> str:
         wanted = name or engine
         if wanted not in engines:
-            try:
-                engines[wanted] = resolve_name(wanted, engine_settings)
-            except KeyError as error:
-                raise SfiError(str(error.args[0])) from None
+            engines[wanted] = resolve_name(wanted, engine_settings)
         return engines[wanted]
 
     lengths = [_transition_frames(shot.spec.transition, rate) if shot.spec.transition else 0 for shot in shots]

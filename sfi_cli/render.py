@@ -93,13 +93,10 @@ class _Readers(dict):
 
 
 def _engine(name: str, settings: dict[str, dict[str, Any]], loaded: dict[str, Any]):
-    from engines import EngineUnavailable, load_engine
+    from engines import load_engine
 
     if name not in loaded:
-        try:
-            loaded[name] = load_engine(name, settings)
-        except (KeyError, EngineUnavailable) as error:
-            raise SfiError(str(error.args[0]) if error.args else str(error)) from None
+        loaded[name] = load_engine(name, settings)
     return loaded[name]
 
 
