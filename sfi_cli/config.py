@@ -20,38 +20,39 @@ CONFIG_NAME = "sfi.toml"
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: accepted TOML types, default, and the allowed values if it is a choice."""
+    """One setting: accepted TOML types, default, allowed values if it is a choice, lowest number if numeric."""
 
     types: tuple[type, ...]
     default: Any
     choices: tuple[Any, ...] = ()
+    minimum: float | None = None
 
 
 SCHEMA: dict[str, Key] = {
     "ffmpeg": Key((str,), ""),
     "engine": Key((str,), "auto"),
     "output.fps": Key((int, float, str), 24),
-    "output.crf": Key((int,), 18),
+    "output.crf": Key((int,), 18, minimum=0),
     "output.preset": Key((str,), "medium"),
     "output.fit": Key((str,), "cover", ("cover", "contain", "stretch")),
     "work_dir": Key((str,), ""),
     "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold")),
-    "detect.threshold": Key((int, float), 0),
+    "detect.threshold": Key((int, float), 0, minimum=0),
     "detect.min_scene_len": Key((int, float, str), 15),
-    "detect.downscale": Key((int,), 0),
-    "fill.seconds": Key((int, float), 1.0),
+    "detect.downscale": Key((int,), 0, minimum=0),
+    "fill.seconds": Key((int, float), 1.0, minimum=0),
     "fill.mode": Key((str,), "insert", ("insert", "replace")),
-    "engines.flow.flow_width": Key((int,), 480),
-    "engines.flow.min_confidence": Key((int, float), 0.35),
+    "engines.flow.flow_width": Key((int,), 480, minimum=16),
+    "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0),
     "engines.semfi.model_dir": Key((str,), ""),
     "engines.semfi.lora": Key((str,), ""),
     "engines.semfi.device": Key((str,), "cuda"),
     "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32")),
     "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream")),
     "engines.semfi.area": Key((str, int), "480p"),
-    "engines.semfi.steps": Key((int,), 50),
-    "engines.semfi.cfg": Key((int, float), 5.0),
-    "engines.semfi.shift": Key((int, float), 5.0),
+    "engines.semfi.steps": Key((int,), 50, minimum=1),
+    "engines.semfi.cfg": Key((int, float), 5.0, minimum=0),
+    "engines.semfi.shift": Key((int, float), 5.0, minimum=0),
     "engines.semfi.negative_prompt": Key((str,), ""),
 }
 
@@ -121,6 +122,8 @@ def check_value(key: Key, value: Any) -> str | None:
         return f"got {type(value).__name__}"
     if key.choices and value not in key.choices:
         return f"got '{value}'"
+    if key.minimum is not None and isinstance(value, (int, float)) and value < key.minimum:
+        return f"got {value}"
     return None
 
 
@@ -128,7 +131,8 @@ def expected(key: Key) -> str:
     if key.choices:
         return "one of " + ", ".join(map(str, key.choices))
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    return " or ".join(names.get(t, t.__name__) for t in key.types)
+    kinds = " or ".join(names.get(t, t.__name__) for t in key.types)
+    return kinds if key.minimum is None else f"{kinds} of at least {key.minimum:g}"
 
 
 def load_config(explicit: Path | None = None) -> Config:

@@ -46,12 +46,14 @@ def test_engine_sections_become_engine_settings(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("[output]\nfps = 24\ncodec = 'x'\n", "c.toml:3: unknown key 'output.codec'"),
-    ("[output]\n\ncrf = 'high'\n", "c.toml:3: 'output.crf' must be an integer, got str"),
-    ("[output]\ncrf = true\n", "c.toml:2: 'output.crf' must be an integer, got true/false"),
+    ("[output]\n\ncrf = 'high'\n", "c.toml:3: 'output.crf' must be an integer of at least 0, got str"),
+    ("[output]\ncrf = true\n", "c.toml:2: 'output.crf' must be an integer of at least 0, got true/false"),
     ("[output]\nfit = 'zoom'\n", "c.toml:2: 'output.fit' must be one of cover, contain, stretch"),
     ("[mystery]\nx = 1\n", "c.toml:2: unknown key 'mystery.x'"),
     ("engine = \n", "c.toml: TOML syntax error"),
     ("[engines.flow]\nflow_width = 1.5\n", "c.toml:2: 'engines.flow.flow_width' must be an integer"),
+    ("[engines.flow]\nflow_width = 0\n", "c.toml:2: 'engines.flow.flow_width' must be an integer of at least 16, got 0"),
+    ("[engines.semfi]\nsteps = 0\n", "c.toml:2: 'engines.semfi.steps' must be an integer of at least 1, got 0"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, text, expected):
     with pytest.raises(SfiError) as error:
