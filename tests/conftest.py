@@ -15,6 +15,9 @@ from PIL import Image
 from sfi_cli.cli import main
 from sfi_cli.ffmpeg import find_ffmpeg
 
+# Session-wide fixtures made with ffmpeg (clips with cuts, tones and numbered frames).
+pytest_plugins = ["clips"]
+
 
 @dataclass
 class CliResult:

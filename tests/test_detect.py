@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from clips import cut_clip, frame_index, make_clip, still_clip  # noqa: F401  (fixtures)
+from clips import frame_index, make_clip
 from sfi_cli.detect import detect_cuts
 from sfi_cli.probe import probe
 from sfi_cli.recipe import load_recipe

@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from clips import cut_clip, decode_all, frame_index, make_clip, still_clip, stream_facts  # noqa: F401  (fixtures)
+from clips import decode_all, frame_index, make_clip, stream_facts
 
 FRAMES, CUTS, RATE = 90, (30, 60), Fraction(25)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clips import cut_clip, make_clip  # noqa: F401  (fixture)
+from clips import make_clip
 from sfi_cli.recipe import load_recipe
 from sfi_cli.tomlfile import key_line
 
