@@ -1,5 +1,7 @@
 """The one exception type that reaches the user as a single line."""
 
+from pathlib import Path
+
 
 class SfiError(Exception):
     """Bad input or a failed step the user can act on.
@@ -9,3 +11,13 @@ class SfiError(Exception):
     """
 
     exit_code = 1
+
+
+def require_input_file(path: Path, kind: str) -> Path:
+    """``path`` as a Path if it names an existing file; else the one-line error for a ``kind`` input."""
+    path = Path(path)
+    if not path.exists():
+        raise SfiError(f"input '{path}' does not exist; check the path")
+    if path.is_dir():
+        raise SfiError(f"input '{path}' is a folder, not {kind} file")
+    return path

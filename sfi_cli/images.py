@@ -11,18 +11,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from sfi_cli.errors import SfiError
+from sfi_cli.errors import SfiError, require_input_file
 
 FIT_POLICIES = ("cover", "contain", "stretch")
 
 
 def load_image(path: Path) -> np.ndarray:
     """Read an image file as upright 8-bit RGB; transparent areas are laid over black."""
-    path = Path(path)
-    if not path.exists():
-        raise SfiError(f"input '{path}' does not exist; check the path")
-    if path.is_dir():
-        raise SfiError(f"input '{path}' is a folder, not an image file")
+    path = require_input_file(path, "an image")
     try:
         with Image.open(path) as image:
             image.load()

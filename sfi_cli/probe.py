@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-from sfi_cli.errors import SfiError
+from sfi_cli.errors import SfiError, require_input_file
 
 # AVColorRange / AVColorPrimaries / AVColorTransferCharacteristic / AVColorSpace values
 # (stable in FFmpeg's ABI) as the names ffmpeg's options take.
@@ -102,11 +102,7 @@ def probe(path: Path) -> MediaInfo:
     """Read the facts about ``path``; one clear SfiError if it is missing or not a video."""
     import av
 
-    path = Path(path)
-    if not path.exists():
-        raise SfiError(f"input '{path}' does not exist; check the path")
-    if path.is_dir():
-        raise SfiError(f"input '{path}' is a folder, not a video file")
+    path = require_input_file(path, "a video")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
