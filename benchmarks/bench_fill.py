@@ -4,7 +4,9 @@ Makes 1080p clips of 10 s and 60 s with a hard cut every 3 s and a tone on the a
 then for each runs, in this one process's lifetime:
   - a plain ffmpeg re-encode with the same video settings sfi uses (libx264, CRF 18,
     preset medium, AAC audio), and
-  - `sfi fill --engine crossfade --seconds 0.5` (detection, transitions, splice),
+  - `sfi fill --engine crossfade --seconds 0.5` (detection, transitions, splice), in the
+    default insert mode (the target) and, for comparison, in replace mode (same frame count
+    as the source, so what remains is sfi's own overhead),
 and prints wall times, their ratio (target <= 1.5x) and the peak memory of the sfi
 process and of its largest child (ffmpeg) for both lengths (target: flat).
 
@@ -77,10 +79,10 @@ def reencode_output(filled: Path, out: Path, ffmpeg: str) -> float:
     return time.monotonic() - started
 
 
-def sfi_fill(source: Path, out: Path, work: Path) -> dict:
+def sfi_fill(source: Path, out: Path, work: Path, mode: str = "insert") -> dict:
     shutil.rmtree(work, ignore_errors=True)  # nothing may come from an earlier run's cache
     run = subprocess.run([sys.executable, "-c", MEASURED_SFI, "fill", str(source), "-o", str(out), "--engine",
-                          "crossfade", "--seconds", "0.5", "--work-dir", str(work), "--quiet", "--force"],
+                          "crossfade", "--seconds", "0.5", "--mode", mode, "--work-dir", str(work), "--quiet", "--force"],
                          capture_output=True, text=True)
     measured = json.loads(run.stderr.strip().splitlines()[-1])
     if measured["code"] != 0:
@@ -107,12 +109,16 @@ def main() -> None:
         fills = [sfi_fill(clip, folder / f"filled-{seconds}s.mp4", folder / f"work-{seconds}s")
                  for _ in range(args.repeat)]
         filled = min(fills, key=lambda run: run["seconds"])
+        replaced = min((sfi_fill(clip, folder / f"replaced-{seconds}s.mp4", folder / f"work-{seconds}s", "replace")
+                        for _ in range(args.repeat)), key=lambda run: run["seconds"])
         same_frames = min(reencode_output(folder / f"filled-{seconds}s.mp4", folder / f"again-{seconds}s.mp4", ffmpeg)
                           for _ in range(args.repeat))
         results[seconds] = (plain, filled)
         print(f"{seconds:>3} s clip ({seconds * RATE} frames, {seconds // SHOT_SECONDS - 1} cuts): "
               f"plain ffmpeg re-encode {plain:6.1f} s | sfi fill (crossfade) {filled['seconds']:6.1f} s | "
               f"ratio {filled['seconds'] / plain:.2f}x (target <= 1.5x)", flush=True)
+        print(f"      replace mode (no frames added) {replaced['seconds']:6.1f} s: ratio {replaced['seconds'] / plain:.2f}x",
+              flush=True)
         print(f"      re-encoding sfi's own output (its frames, no detection or generation) takes {same_frames:6.1f} s: "
               f"sfi's own overhead is {filled['seconds'] / same_frames:.2f}x of encoding what it delivers | "
               f"peak memory: sfi {filled['self_mib']:.0f} MiB, largest ffmpeg child {filled['children_mib']:.0f} MiB",

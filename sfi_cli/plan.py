@@ -141,6 +141,10 @@ class Plan:
         """ffmpeg filters turning RGB frames into the output's YUV with its matrix and range."""
         return f"scale=out_color_matrix={self.matrix}:out_range={self.color_range}:flags=accurate_rnd,format={self.pix_fmt}"
 
+    def output_to_rgb(self) -> str:
+        """The way back: the output's YUV read with its matrix and range into RGB (for the engines)."""
+        return f"scale=in_color_matrix={self.matrix}:in_range={self.color_range}:flags=accurate_rnd,format=rgb24"
+
     @property
     def total_frames(self) -> int:
         return sum(segment.frames for segment in self.segments)

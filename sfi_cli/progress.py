@@ -43,6 +43,11 @@ class Reporter:
     def _rich_task(self, description: str, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        if self._rich is not None:  # a task within a task (a gap made mid-splice): one more bar in the same display
+            progress = self._rich
+            task_id = progress.add_task(description, total=total)
+            yield lambda done, total: progress.update(task_id, completed=done, total=total)
+            return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("ETA"), TimeRemainingColumn(), transient=False) as progress:
             self._rich = progress

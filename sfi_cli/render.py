@@ -1,11 +1,12 @@
-"""Running a plan: generate the gaps (or find them in the work folder), then splice.
+"""Running a plan: one pass that streams the timeline and makes each gap as it reaches it.
 
-Two stages in a straight line. ``generate_gaps`` reads each gap's two boundary
-frames, keys them, and has the engine make the frames unless the work folder already
-holds them. ``splice`` then streams the whole timeline, footage decoded range by
-range, stills held, gaps read back from the work folder, through one ffmpeg that
-also lays in the sound, subtitles and metadata. Nothing is held in memory beyond a
-frame or one gap; the output appears under its name only when complete.
+``splice`` decodes footage range by range and holds stills, straight into the output's
+pixel format, through one ffmpeg that also lays in the sound, subtitles and metadata.
+At a gap it hands the frame it just wrote and the first frame of what follows (as RGB)
+to ``GapMaker``, which keys them and reads the gap from the work folder, or has the
+engine make it and stores it there while it goes on into the output. So boundary
+frames cost no decoding pass of their own, and a new gap is never decoded back. Nothing is held in memory beyond
+a frame or one gap; the output appears under its name only when complete.
 ``fill`` is detection, then a recipe, then the same render.
 """
 
@@ -15,20 +16,23 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target
-from sfi_cli.plan import Footage, Plan, Still, describe, semfi_expert
+from sfi_cli.plan import Footage, Gap, Generated, Plan, describe, semfi_expert
 from sfi_cli.progress import Reporter
 from sfi_cli.timecode import format_rate
 from sfi_cli.workdir import GapCache, gap_key, manifest_path, write_json_atomically
 
+if TYPE_CHECKING:
+    from typing import Iterator
+
+    import numpy as np
+
 WORK_DIR_NAME = ".sfi-work"
-# Boundary frames closer than this are fetched in one decoding pass rather than by seeking
-# (a seek decodes from the keyframe before, and keyframes are often this far apart).
-PICK_SPAN_SECONDS = 10
+RELAY_CHUNK = 48  # footage frames passed on between progress updates
 
 
 @dataclass
@@ -92,106 +96,104 @@ class _Readers(dict):
             reader.close()
 
 
-def _engine(name: str, settings: dict[str, dict[str, Any]], loaded: dict[str, Any]):
-    from engines import load_engine
+class GapMaker:
+    """Each gap's frames in the output's pixel format: read from the work folder when an earlier run
+    stored them under the same key, else made by the gap's engine and stored while they are handed on.
 
-    if name not in loaded:
-        loaded[name] = load_engine(name, settings)
-    return loaded[name]
+    Engines are loaded up front, so a missing model fails before anything is encoded.
+    ``records`` collects one manifest entry per gap; ``sheet`` (optional) gets every gap's RGB frames.
+    """
 
+    def __init__(self, plan: Plan, cache: GapCache, options: RenderOptions, sheet: ContactSheet | None = None) -> None:
+        from engines import load_engine
 
-def generate_gaps(plan: Plan, cache: GapCache, options: RenderOptions) -> list[dict[str, Any]]:
-    """Make every gap's frames that the work folder does not hold yet; returns one record per gap."""
-    reporter = options.reporter
-    readers = _boundary_readers(plan, options.ffmpeg)
-    engines: dict[str, Any] = {}
-    records = []
-    try:
-        for gap in plan.gaps:
-            started = time.monotonic()
-            first = readers[gap.before[0]].frame(gap.before[1])
-            last = readers[gap.after[0]].frame(gap.after[1])
-            engine = _engine(gap.engine, options.engine_settings, engines)
-            params = {"count": gap.count, "prompt": gap.prompt, "negative_prompt": gap.negative_prompt, "seed": gap.seed}
-            key = gap_key(engine.cache_key(), params, first, last)
-            title = f"gap {gap.index + 1}/{len(plan.gaps)} ({gap.label}, {gap.count} frames, {engine.name})"
-            cached = cache.has(key)
-            if cached:
-                reporter.message(f"{title}: already in the work folder, skipped")
-            else:
-                with reporter.task(title, gap.count) as progress:
-                    _generate(engine, gap, first, last, cache, key, params, progress)
-            records.append({
-                "index": gap.index + 1, "label": gap.label, "mode": gap.mode, "engine": engine.name,
-                "frames": gap.count, "output_start": gap.output_start, "prompt": gap.prompt,
-                "negative_prompt": gap.negative_prompt, "seed": gap.seed, "key": key, "cached": cached,
-                "seconds": round(time.monotonic() - started, 3),
-                **({"semfi_expert": semfi_expert(gap.count)[1]} if engine.name == "semfi" else {}),
-            })
-    finally:
-        for reader in readers.values():
-            reader.close()
-    return records
+        self.plan, self.cache, self.reporter, self.sheet = plan, cache, options.reporter, sheet
+        self.engines = {name: load_engine(name, options.engine_settings) for name in dict.fromkeys(g.engine for g in plan.gaps)}
+        self.records: list[dict[str, Any]] = []
 
+    def frames(self, gap: Gap, first: np.ndarray, last: np.ndarray) -> Iterator[np.ndarray]:
+        """The gap's frames between RGB ``first`` and ``last``."""
+        started = time.monotonic()
+        engine = self.engines[gap.engine]
+        params = {"count": gap.count, "prompt": gap.prompt, "negative_prompt": gap.negative_prompt, "seed": gap.seed}
+        key = gap_key(engine.cache_key(), params, first, last)
+        title = f"gap {gap.index + 1}/{len(self.plan.gaps)} ({gap.label}, {gap.count} frames, {engine.name})"
+        cached = self.cache.has(key)
+        to_output = {"pix_fmt": self.plan.pix_fmt, "video_filter": self.plan.rgb_to_output()}
+        if cached:
+            self.reporter.message(f"{title}: already in the work folder, skipped")
+            frames = self.cache.frames(key, **to_output)
+            rgb = self.cache.frames(key) if self.sheet else []
+        else:
+            from sfi_cli.interpolate import counted
 
-def _generate(engine, gap, first, last, cache: GapCache, key: str, params: dict[str, Any], progress) -> None:
-    """One gap from the engine into the work folder (its own function, so its frames are freed on return)."""
-    from sfi_cli.interpolate import counted
-
-    frames = engine.generate(first, last, gap.count, prompt=gap.prompt, negative_prompt=gap.negative_prompt,
-                             seed=gap.seed, progress=progress)
-    cache.store(key, counted(frames, gap.count, engine.name), {"engine": engine.cache_key(), **params, "label": gap.label})
+            with self.reporter.task(title, gap.count) as progress:
+                rgb = list(counted(engine.generate(first, last, gap.count, prompt=gap.prompt,
+                                                   negative_prompt=gap.negative_prompt, seed=gap.seed, progress=progress),
+                                   gap.count, engine.name))
+            frames = self.cache.store(key, rgb, {"engine": engine.cache_key(), **params, "label": gap.label}, **to_output)
+        if self.sheet:
+            for frame in rgb:
+                self.sheet.add(frame)
+        self.records.append({
+            "index": gap.index + 1, "label": gap.label, "mode": gap.mode, "engine": engine.name,
+            "frames": gap.count, "output_start": gap.output_start, "prompt": gap.prompt,
+            "negative_prompt": gap.negative_prompt, "seed": gap.seed, "key": key, "cached": cached,
+            "seconds": round(time.monotonic() - started, 3),
+            **({"semfi_expert": semfi_expert(gap.count)[1]} if engine.name == "semfi" else {}),
+        })
+        return frames
 
 
-def _boundary_readers(plan: Plan, ffmpeg: str) -> dict[str, Any]:
-    """Per source, what hands out the gaps' boundary frames as RGB: videos fetch them in few passes."""
-    from sfi_cli.sources import FramePicker
-
-    wanted: dict[str, list[int]] = {}
-    for gap in plan.gaps:
-        for key, index in (gap.before, gap.after):
-            wanted.setdefault(key, []).append(index)
-    readers = {}
-    for key, indices in wanted.items():
-        reader = _reader(plan, key, "rgb24", ffmpeg)
-        if plan.sources[key].info is not None:
-            reader = FramePicker(reader, indices, max_jump=round(PICK_SPAN_SECONDS * plan.rate))
-        readers[key] = reader
-    return readers
-
-
-def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions) -> int:
-    """Stream the whole timeline into the output file; returns the frames written."""
+def boundary_frames(gap: Gap, readers: _Readers, plan: Plan, ffmpeg: str) -> tuple[np.ndarray, np.ndarray]:
+    """A gap's two boundary frames as RGB, from the splice's own readers (no extra decoding pass):
+    the frame just written before the gap, and the first frame of what follows it."""
     from sfi_cli.ffmpeg import convert_frames
+    from sfi_cli.sources import StillReader
+
+    rgb: dict[int, np.ndarray] = {}
+    raw: dict[int, np.ndarray] = {}
+    for side, (key, index) in enumerate((gap.before, gap.after)):
+        reader = readers[key]
+        if isinstance(reader, StillReader):
+            rgb[side] = reader.rgb  # the image itself, not its round trip through YUV
+        else:
+            raw[side] = reader.frame(index)
+    if raw:
+        converted = convert_frames(raw.values(), plan.size, from_pix_fmt=plan.pix_fmt, pix_fmt="rgb24",
+                                   video_filter=plan.output_to_rgb(), ffmpeg=ffmpeg)
+        rgb.update(zip(raw, converted))
+    return rgb[0], rgb[1]
+
+
+def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
+    """Stream the whole timeline into the output file, making each gap as the stream reaches it;
+    returns the frames written."""
     from sfi_cli.splice import SpliceWriter
 
     readers = _Readers(plan, plan.pix_fmt, options.ffmpeg)
-    sheet = ContactSheet() if options.sheet else None
     total = plan.total_frames
     try:
         with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress:
             with SpliceWriter(plan, ffmpeg=options.ffmpeg) as writer:
                 for segment in plan.segments:
-                    if isinstance(segment, Footage):
-                        frames = readers[segment.source].frames(segment.start, segment.stop)
-                    elif isinstance(segment, Still):
-                        frames = readers[segment.source].frames(0, segment.frames)
-                    else:
-                        generated = cache.frames(keys[segment.gap])
-                        frames = convert_frames(map(sheet.add, generated) if sheet else generated, plan.size,
-                                                pix_fmt=plan.pix_fmt, video_filter=plan.rgb_to_output(),
-                                                ffmpeg=options.ffmpeg)
-                    for frame in frames:
-                        writer.write(frame)
-                        if writer.frames_written % 10 == 0 or writer.frames_written == total:
-                            progress(writer.frames_written, total)
+                    if isinstance(segment, Generated):
+                        gap = plan.gaps[segment.gap]
+                        for frame in gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg)):
+                            writer.write(frame)
+                        progress(writer.frames_written, total)
+                        continue
+                    start, stop = (segment.start, segment.stop) if isinstance(segment, Footage) else (0, segment.frames)
+                    for chunk in range(start, stop, RELAY_CHUNK):
+                        readers[segment.source].relay(chunk, min(chunk + RELAY_CHUNK, stop), writer)
+                        progress(writer.frames_written, total)
                 if writer.frames_written != total:
                     raise SfiError(f"wrote {writer.frames_written} frames instead of the planned {total}; this is a bug")
     finally:
         readers.close()
-    if sheet and options.sheet:
-        if sheet.thumbnails:
-            sheet.save(options.sheet)
+    if gaps.sheet:
+        if gaps.sheet.thumbnails:
+            gaps.sheet.save(options.sheet)
         else:
             options.reporter.message("no transitions, so no contact sheet was written")
     return total
@@ -206,14 +208,13 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         return {"dry_run": True, "plan": describe(plan), **_plan_summary(plan), **options.manifest_extra}
     started = time.monotonic()
     work_dir = work_dir_for(plan.output, options.work_dir)
-    cache = GapCache(work_dir, options.ffmpeg)
-    gaps = generate_gaps(plan, cache, options)
-    written = splice(plan, cache, [g["key"] for g in gaps], options)
+    gaps = GapMaker(plan, GapCache(work_dir, options.ffmpeg), options, ContactSheet() if options.sheet else None)
+    written = splice(plan, gaps, options)
     summary = {
         **_plan_summary(plan),
         "frames_written": written,
-        "gaps": gaps,
-        "gaps_cached": sum(g["cached"] for g in gaps),
+        "gaps": gaps.records,
+        "gaps_cached": sum(g["cached"] for g in gaps.records),
         "work_dir": str(work_dir),
         "sheet": str(options.sheet) if options.sheet else None,
         "manifest": str(manifest_path(plan.output)),

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import RGB_DTYPES, convert_frames, decode_frames
+from sfi_cli.ffmpeg import CAN_MOVE_FRAMES, RGB_DTYPES, VideoWriter, convert_frames, decode_frames
 from sfi_cli.probe import MediaInfo
 
 
@@ -80,21 +80,19 @@ class VideoReader:
         self._decoder = decode_frames(self.info.path, self.size, ffmpeg=self.ffmpeg, extra_input_args=self._input_args(start),
                                       video_filter=self.video_filter, pix_fmt=self.pix_fmt)
         self._position = start
-
-    def pick(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """The frames at sorted ``indices``, in one decoding pass that converts only those (ffmpeg's select)."""
-        first = indices[0]
-        chosen = "+".join(f"eq(n,{index - first})" for index in indices)
-        video_filter = ",".join(f for f in (self.rate_filter, f"select='{chosen}'", *self.picture_filters) if f)
-        frames = decode_frames(self.info.path, self.size, ffmpeg=self.ffmpeg, extra_input_args=self._input_args(first),
-                               video_filter=video_filter, pix_fmt=self.pix_fmt)
-        try:
-            yield from zip(indices, frames)
-        finally:
-            frames.close()
+        self._last = None
 
     def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
-        """Frames ``start`` .. ``stop - 1``, one at a time."""
+        """Frames ``start`` .. ``stop - 1``, one at a time.
+
+        The frame handed out last can be asked for again without a new decoder: a
+        transition's boundary frame is also the last (or first) frame of the footage beside it.
+        """
+        if self._last is not None and self._decoder is not None and start == self._position - 1 < stop:
+            yield self._last
+            start += 1
+        if start >= stop:
+            return
         if self._decoder is None or not (self._position <= start <= self._position + self.skip_limit):
             self._open(start)
         while self._position < stop:
@@ -106,6 +104,22 @@ class VideoReader:
             self._position += 1
             if self._position > start:
                 yield frame
+
+    def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
+        """Frames ``start`` .. ``stop - 1`` into ``writer``: the first and last read as usual (either may be a
+        transition's boundary frame), those between moved decoder to encoder without passing through Python."""
+        if self.conform or not CAN_MOVE_FRAMES or stop - start < 3:  # a converted clip may need its last frame held
+            for frame in self.frames(start, stop):
+                writer.write(frame)
+            return
+        writer.write(self.frame(start))
+        wanted = stop - 1 - self._position
+        moved = writer.relay(self._decoder, wanted)
+        self._position += moved
+        self._last = None  # what the decoder handed out last never reached Python
+        if moved != wanted:
+            self._ran_out(stop)
+        writer.write(self.frame(stop - 1))
 
     def _ran_out(self, stop: int) -> np.ndarray:
         """A converted clip may end a frame or two early: hold its last frame; an exact one may not."""
@@ -152,43 +166,9 @@ class StillReader:
     def frame(self, index: int) -> np.ndarray:
         return self.raw
 
+    def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
+        for frame in self.frames(start, stop):
+            writer.write(frame)
+
     def close(self) -> None:
         pass
-
-
-class FramePicker:
-    """Frames of one video needed at numbers known in advance (a timeline's boundary frames).
-
-    Nearby numbers are fetched in one pass each (decoding everything between them once,
-    converting only what is asked for), which beats seeking for each: a seek decodes from
-    the previous keyframe, often seconds away. Numbers asked for out of order fall back
-    to the reader's own seeking.
-    """
-
-    def __init__(self, reader: VideoReader, indices: list[int], max_jump: int) -> None:
-        self.reader = reader
-        wanted = sorted(set(indices))
-        runs: list[list[int]] = []
-        for index in wanted:
-            if runs and index - runs[-1][-1] <= max_jump:
-                runs[-1].append(index)
-            else:
-                runs.append([index])
-        self._picked = (pair for run in runs for pair in reader.pick(run))
-        self._recent: dict[int, np.ndarray] = {}
-
-    def frame(self, index: int) -> np.ndarray:
-        if index in self._recent:
-            return self._recent[index]
-        for picked, frame in self._picked:
-            self._recent = {i: f for i, f in self._recent.items() if i >= index - 1}
-            self._recent[picked] = frame
-            if picked == index:
-                return frame
-            if picked > index:
-                break
-        return self.reader.frame(index)
-
-    def close(self) -> None:
-        self._picked.close()
-        self.reader.close()

@@ -14,25 +14,16 @@ import hashlib
 import json
 import os
 import shutil
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import VideoWriter, decode_frames
+from sfi_cli.ffmpeg import convert_frames, decode_frames
 
-CACHE_RATE = Fraction(25)  # nominal: the cache stores frames, not timing
-
-
-class LosslessWriter(VideoWriter):
-    """Frames stored bit-exact and fast: lossless H.264 in RGB (about 10x quicker than PNG at 1080p)."""
-
-    def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
-        return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                "-s", f"{self.width}x{self.height}", "-framerate", "25", "-i", "pipe:0",
-                "-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast", str(self.partial)]
+# Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p).
+LOSSLESS_ARGS = ["-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast"]
 
 
 def gap_key(engine_key: dict[str, Any], params: dict[str, Any], first: np.ndarray, last: np.ndarray) -> str:
@@ -63,41 +54,44 @@ class GapCache:
     def has(self, key: str) -> bool:
         return (self.folder(key) / "gap.json").is_file()
 
-    def store(self, key: str, frames: Iterable[np.ndarray], meta: dict[str, Any]) -> int:
-        """Write all ``frames`` and publish them under ``key`` at once; returns how many."""
+    def store(self, key: str, frames: list[np.ndarray], meta: dict[str, Any], *, pix_fmt: str,
+              video_filter: str) -> Iterator[np.ndarray]:
+        """Store ``frames`` under ``key`` while handing them on as raw ``pix_fmt`` made by ``video_filter``.
+
+        One ffmpeg does both, so a gap made mid-splice is never decoded back. The gap is
+        published (all at once) when the last frame has been handed on.
+        """
+        if not frames:
+            raise SfiError(f"no frames to store for gap {key}")
+        height, width = frames[0].shape[:2]
         staging = self.gaps / f".{key}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        writer = None
         try:
-            for frame in frames:
-                if writer is None:
-                    writer = LosslessWriter(staging / "frames.mkv", (frame.shape[1], frame.shape[0]), CACHE_RATE,
-                                            ffmpeg=self.ffmpeg)
-                writer.write(frame)
-            if writer is None:
-                raise SfiError(f"no frames to store for gap {key}")
-            writer.close()
+            handed_on = 0
+            for handed_on, frame in enumerate(convert_frames(frames, (width, height), pix_fmt=pix_fmt,
+                                                             video_filter=video_filter, ffmpeg=self.ffmpeg,
+                                                             also_write=[*LOSSLESS_ARGS, str(staging / "frames.mkv")]),
+                                              start=1):
+                yield frame
+            if handed_on != len(frames):
+                raise SfiError(f"ffmpeg handed on {handed_on} of gap {key}'s {len(frames)} frames")
             (staging / "gap.json").write_text(json.dumps(
-                {**meta, "frames": writer.frames_written, "width": writer.width, "height": writer.height},
-                indent=2, default=str))
+                {**meta, "frames": len(frames), "width": width, "height": height}, indent=2, default=str))
             target = self.folder(key)
             shutil.rmtree(target, ignore_errors=True)
             os.replace(staging, target)
-        except BaseException:
-            if writer is not None and writer.process.poll() is None:
-                writer.abort()
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return writer.frames_written
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # nothing left there once published
 
-    def frames(self, key: str) -> Iterator[np.ndarray]:
-        """The stored frames in order, one at a time, as RGB."""
+    def frames(self, key: str, *, pix_fmt: str = "rgb24", video_filter: str | None = None) -> Iterator[np.ndarray]:
+        """The stored frames in order, one at a time: RGB, or raw ``pix_fmt`` made by ``video_filter`` as they are decoded."""
         folder = self.folder(key)
         meta = json.loads((folder / "gap.json").read_text())
         count = 0
         for count, frame in enumerate(decode_frames(folder / "frames.mkv", (meta["width"], meta["height"]),
-                                                    ffmpeg=self.ffmpeg), start=1):
+                                                    ffmpeg=self.ffmpeg, pix_fmt=pix_fmt, video_filter=video_filter),
+                                      start=1):
             yield frame
         if count != meta["frames"]:
             raise SfiError(f"work folder gap {key} is damaged ({count} of {meta['frames']} frames); "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from fractions import Fraction
 
 import numpy as np
@@ -47,6 +48,22 @@ def test_insert_adds_frames_at_each_cut_and_keeps_sync(cut_clip, tmp_path, ffmpe
     assert [g["frames"] for g in manifest["gaps"]] == [12, 12] and manifest["cuts"][0]["frame"] == 30
 
 
+def test_footage_relayed_in_the_kernel_equals_footage_copied_through_python(cut_clip, tmp_path, ffmpeg_exe, sfi,
+                                                                           monkeypatch):
+    """Linux moves untouched footage pipe to pipe; elsewhere it is read and written: same frames either way."""
+    import sfi_cli.sources
+
+    def video_md5s(path):
+        return subprocess.run([ffmpeg_exe, "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()[-(FRAMES + 16):]
+
+    moved = fill(sfi, cut_clip, tmp_path / "moved.mp4", "--frames", "8", "--work-dir", tmp_path / "work")
+    monkeypatch.setattr(sfi_cli.sources, "CAN_MOVE_FRAMES", False)
+    copied = fill(sfi, cut_clip, tmp_path / "copied.mp4", "--frames", "8", "--work-dir", tmp_path / "work")
+    assert moved["frames_written"] == copied["frames_written"] == FRAMES + 16
+    assert video_md5s(tmp_path / "moved.mp4") == video_md5s(tmp_path / "copied.mp4")
+
+
 def test_insert_silence_sits_where_the_frames_were_added(cut_clip, tmp_path, sfi):
     """The tone stops for exactly the inserted stretch, so what follows stays in sync."""
     import av
@@ -74,7 +91,14 @@ def test_replace_keeps_duration_and_audio(cut_clip, tmp_path, ffmpeg_exe, sfi):
     source, output = decode_all(cut_clip, ffmpeg_exe), decode_all(out, ffmpeg_exe)
     untouched = [i for i in range(FRAMES) if not (25 <= i < 35 or 55 <= i < 65)]
     footage_matches(source, output, [(i, i) for i in untouched])
-    # the transition's ends come from the outer edges: frames 24 and 35 of the source
+    # the transition dissolves between the outer edges, frames 24 and 35 of the source; pulling the
+    # frames one step inside (25 and 34: the texture drifts a pixel a frame) would show
+    for step in range(10):
+        t = (step + 1) / 11
+        got = output[25 + step].astype(float)
+        right = np.abs(got - ((1 - t) * source[24] + t * source[35])).mean()
+        inside = np.abs(got - ((1 - t) * source[25] + t * source[34])).mean()
+        assert right < 4 and right < inside, (step, right, inside)
     assert (tmp_path / "sheet.png").is_file()
 
 

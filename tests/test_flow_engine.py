@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import textured_image
-from engines.crossfade import CrossfadeEngine
+from engines.crossfade import CrossfadeEngine, dissolve
 from engines.flow import FlowEngine, MotionField, trust
 
 SHIFT = (12, 6)  # total motion (x, y) in pixels between the two ends
@@ -155,3 +155,12 @@ def test_pictures_wider_than_flow_width_are_measured_small_and_output_full_size(
     assert frame.shape == first.shape
     assert psnr(frame, middle) > 34
     assert psnr(frame, middle) > psnr(fade, middle) + 10
+
+
+@pytest.mark.parametrize("t", [1 / 13, 0.25, 0.5, 7 / 13, 12 / 13])
+def test_dissolve_is_the_rounded_weighted_sum(t):
+    rng = np.random.default_rng(5)
+    first, last = (rng.integers(0, 256, size=(90, 160, 3), dtype=np.uint8) for _ in range(2))
+    expected = np.rint(np.float32(1 - t) * first.astype(np.float32) + np.float32(t) * last.astype(np.float32))
+    mirrored_view = np.ascontiguousarray(last[:, ::-1])[:, ::-1]  # equals ``last``, but not contiguous
+    assert np.array_equal(dissolve(first, mirrored_view, t), expected.astype(np.uint8))
