@@ -43,10 +43,14 @@ class Reporter:
     def _rich_task(self, description: str, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        if self._rich is not None:  # a task within a task (a gap made mid-splice): one more bar in the same display
-            progress = self._rich
+        if self._rich is not None:  # a task within a task (a gap made mid-splice): a bar in the same display
+            progress, started = self._rich, time.monotonic()
             task_id = progress.add_task(description, total=total)
-            yield lambda done, total: progress.update(task_id, completed=done, total=total)
+            try:
+                yield lambda done, total: progress.update(task_id, completed=done, total=total)
+            finally:  # then a log line in its place, so hundreds of gaps do not pile up as live bars
+                progress.remove_task(task_id)
+                progress.console.print(f"{description}: done in {time.monotonic() - started:.1f}s", highlight=False)
             return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("ETA"), TimeRemainingColumn(), transient=False) as progress:

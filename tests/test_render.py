@@ -145,3 +145,19 @@ def test_quiet_prints_nothing(tmp_path, ffmpeg_exe, sfi):
     clip = make_clip(tmp_path / "c.mp4", ffmpeg_exe, frames=60, cuts=(30,), audio=False)
     result = sfi("fill", clip, "-o", tmp_path / "o.mp4", "--engine", "crossfade", "-q")
     assert result.code == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_gaps_made_mid_splice_leave_one_line_each_on_a_terminal(capsys):
+    """On a terminal a gap's bar lives inside the splice's display, then leaves a line, never a pile of bars."""
+    from sfi_cli.progress import Reporter
+
+    reporter = Reporter(interactive=True)
+    with reporter.task("splicing", 100) as splice:
+        for gap in range(3):
+            with reporter.task(f"gap {gap + 1}/3", 12) as progress:
+                progress(12, 12)
+            splice(30 * (gap + 1), 100)
+        splice(100, 100)
+    shown = capsys.readouterr().out
+    assert all(shown.count(f"gap {gap}/3: done in") == 1 for gap in (1, 2, 3))
+    assert "splicing" in shown and "100/100" in shown
