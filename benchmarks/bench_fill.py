@@ -64,17 +64,11 @@ def make_clip(path: Path, seconds: int, ffmpeg: str) -> None:
                     "-c:a", "aac", "-shortest", str(path)], check=True)
 
 
-def plain_reencode(source: Path, out: Path, ffmpeg: str) -> float:
+def reencode(source: Path, out: Path, ffmpeg: str) -> float:
+    """Seconds for a plain ffmpeg re-encode with sfi's video settings: the baseline, and (run on sfi's
+    own output) what encoding its longer, dissolve-heavy frames costs by itself."""
     started = time.monotonic()
     subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(source), "-c:v", "libx264", "-crf", "18",
-                    "-preset", "medium", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "256k", str(out)], check=True)
-    return time.monotonic() - started
-
-
-def reencode_output(filled: Path, out: Path, ffmpeg: str) -> float:
-    """The same encoder on sfi's own result: what encoding its (longer, dissolve-heavy) frames costs by itself."""
-    started = time.monotonic()
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(filled), "-c:v", "libx264", "-crf", "18",
                     "-preset", "medium", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "256k", str(out)], check=True)
     return time.monotonic() - started
 
@@ -105,13 +99,15 @@ def main() -> None:
         if not clip.exists():
             print(f"making {clip.name} ...", flush=True)
             make_clip(clip, seconds, ffmpeg)
-        plain = min(plain_reencode(clip, folder / f"plain-{seconds}s.mp4", ffmpeg) for _ in range(args.repeat))
-        fills = [sfi_fill(clip, folder / f"filled-{seconds}s.mp4", folder / f"work-{seconds}s")
-                 for _ in range(args.repeat)]
+        plains, fills, replaces = [], [], []
+        for _ in range(args.repeat):  # interleaved: a machine that slows down mid-run weighs on all alike
+            plains.append(reencode(clip, folder / f"plain-{seconds}s.mp4", ffmpeg))
+            fills.append(sfi_fill(clip, folder / f"filled-{seconds}s.mp4", folder / f"work-{seconds}s"))
+            replaces.append(sfi_fill(clip, folder / f"replaced-{seconds}s.mp4", folder / f"work-{seconds}s", "replace"))
+        plain = min(plains)
         filled = min(fills, key=lambda run: run["seconds"])
-        replaced = min((sfi_fill(clip, folder / f"replaced-{seconds}s.mp4", folder / f"work-{seconds}s", "replace")
-                        for _ in range(args.repeat)), key=lambda run: run["seconds"])
-        same_frames = min(reencode_output(folder / f"filled-{seconds}s.mp4", folder / f"again-{seconds}s.mp4", ffmpeg)
+        replaced = min(replaces, key=lambda run: run["seconds"])
+        same_frames = min(reencode(folder / f"filled-{seconds}s.mp4", folder / f"again-{seconds}s.mp4", ffmpeg)
                           for _ in range(args.repeat))
         results[seconds] = (plain, filled)
         print(f"{seconds:>3} s clip ({seconds * RATE} frames, {seconds // SHOT_SECONDS - 1} cuts): "
