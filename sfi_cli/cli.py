@@ -223,6 +223,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     import os
 
     from sfi_cli.fill import detect_video, recipe_header, transition_frames, write_text_atomically
+    from sfi_cli.probe import probe
     from sfi_cli.recipe import cut_recipe_text
     from sfi_cli.timecode import format_rate
 
@@ -234,7 +235,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
             raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
         if not recipe.parent.is_dir():
             raise SfiError(f"folder for recipe '{recipe}' does not exist; create it first")
-    info, detection = detect_video(video, options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
+    info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
     if recipe is not None:
         length = transition_frames(info, config["fill.seconds"], frames)
         relative = os.path.relpath(video.resolve(), recipe.parent.resolve())

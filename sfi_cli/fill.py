@@ -30,9 +30,9 @@ class DetectOptions:
     downscale: int = 0  # 0: automatic
 
 
-def detect_video(video: Path, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
-    """Probe ``video`` and find its cuts, with progress."""
-    info = probe(video)
+def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
+    """Find the cuts of the probed video ``info``, with progress; returns it with its true frame count."""
+    video = info.path
     min_len = parse_position(options.min_scene_len).to_frames(info.rate)
     for warning in ([f"'{video.name}' has a variable frame rate: frame numbers refer to it converted to a constant "
                      f"{format_rate(info.rate)} fps"] if info.vfr else []):
@@ -92,7 +92,7 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
     # Everything about the output is checked before the (long) detection pass.
     output_codec(output, None)
     check_outputs(output, [video], options)
-    info, detection = detect_video(video, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
+    info, detection = detect_video(info, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]
     if not detection.cuts and not request.copy_if_no_cuts:
@@ -109,7 +109,7 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
     write_text_atomically(recipe_file, text)
     recipe = parse_recipe(tomllib.loads(text), text, recipe_file)
     plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
-                     crf=crf, preset=preset, output=output)
+                     crf=crf, preset=preset, output=output, probed={video.resolve(): info})
     options.manifest_extra = {**options.manifest_extra, "input": str(video), "mode": request.mode,
                               "transition_frames": frames, "detector": detection.detector, "cuts": cuts}
     return render_plan(plan, options)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from sfi_cli.errors import SfiError
 from sfi_cli.probe import AudioStream, MediaInfo, SubtitleStream, probe
@@ -201,15 +201,19 @@ def output_pix_fmt(codec: str, source: MediaInfo | None) -> str:
 
 
 def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[str, Any]], default_fps: Fraction,
-              crf: int, preset: str, output: Path | None = None) -> Plan:
-    """Check the recipe against its media and lay out every output frame and audio sample."""
+              crf: int, preset: str, output: Path | None = None, probed: Mapping[Path, MediaInfo] | None = None) -> Plan:
+    """Check the recipe against its media and lay out every output frame and audio sample.
+
+    ``probed`` holds videos already probed (by resolved path), e.g. by cut detection, which also
+    knows their true frame count: they are not probed again.
+    """
     from engines import resolve_name
 
     output = output or recipe.output.path
     if output is None:
         raise SfiError(f"{recipe.path}: no output path: set [output] path in the recipe or pass -o")
     codec = output_codec(output, recipe.output.codec)
-    sources = _sources(recipe)
+    sources = _sources(recipe, probed or {})
     videos = [sources[str(shot.path)] for shot in recipe.shots if shot.kind == "video"]
     primary = videos[0] if videos else None
     rate = recipe.output.fps or (primary.info.rate if primary else default_fps)
@@ -296,8 +300,9 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
     return plan
 
 
-def _sources(recipe: Recipe) -> dict[str, Source]:
-    """Every media file once, videos probed (a missing or unreadable file fails here, before any work)."""
+def _sources(recipe: Recipe, probed: Mapping[Path, MediaInfo]) -> dict[str, Source]:
+    """Every media file once, videos probed unless ``probed`` has them (a missing or unreadable file fails
+    here, before any work)."""
     sources: dict[str, Source] = {}
     for shot in recipe.shots:
         key = str(shot.path)
@@ -307,7 +312,7 @@ def _sources(recipe: Recipe) -> dict[str, Source]:
             continue
         if shot.kind == "video":
             try:
-                info = probe(shot.path)
+                info = probed.get(shot.path.resolve()) or probe(shot.path)
             except SfiError as error:
                 raise SfiError(f"{shot.where}: {error}") from None
             sources[key] = Source(key, "video", shot.path, info)
