@@ -64,31 +64,31 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
         check_sheet(options.sheet, options.force)
 
 
-def _reader(plan: Plan, key: str, pix_fmt: str, ffmpeg: str):
-    """A reader of one source in ``pix_fmt``: RGB for the engines, the output's format for the splice."""
+def _reader(plan: Plan, key: str, ffmpeg: str):
+    """A reader of one source in the output's pixel format and colours."""
     from sfi_cli.sources import StillReader, VideoReader
 
     source = plan.sources[key]
     if source.info is None:
-        return StillReader(source.path, size=plan.size, fit=plan.fit, pix_fmt=pix_fmt, ffmpeg=ffmpeg,
+        return StillReader(source.path, size=plan.size, fit=plan.fit, pix_fmt=plan.pix_fmt, ffmpeg=ffmpeg,
                            to_output=plan.rgb_to_output())
     color_filter = None
     primary = plan.primary.info.color if plan.primary else None
-    if pix_fmt == plan.pix_fmt and (source.info.color.space, source.info.color.range) != (primary.space, primary.range):
+    if (source.info.color.space, source.info.color.range) != (primary.space, primary.range):
         color_filter = f"scale=out_color_matrix={plan.matrix}:out_range={plan.color_range}"
-    return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=pix_fmt,
+    return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt,
                        keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter)
 
 
 class _Readers(dict):
     """One reader per source, opened on first use and all closed together."""
 
-    def __init__(self, plan: Plan, pix_fmt: str, ffmpeg: str) -> None:
+    def __init__(self, plan: Plan, ffmpeg: str) -> None:
         super().__init__()
-        self.plan, self.pix_fmt, self.ffmpeg = plan, pix_fmt, ffmpeg
+        self.plan, self.ffmpeg = plan, ffmpeg
 
     def __missing__(self, key: str):
-        self[key] = reader = _reader(self.plan, key, self.pix_fmt, self.ffmpeg)
+        self[key] = reader = _reader(self.plan, key, self.ffmpeg)
         return reader
 
     def close(self) -> None:
@@ -171,7 +171,7 @@ def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
     returns the frames written."""
     from sfi_cli.splice import SpliceWriter
 
-    readers = _Readers(plan, plan.pix_fmt, options.ffmpeg)
+    readers = _Readers(plan, options.ffmpeg)
     total = plan.total_frames
     try:
         with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress:
