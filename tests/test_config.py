@@ -138,3 +138,18 @@ def test_deleted_current_folder_is_one_error(tmp_path, monkeypatch):
     gone.rmdir()
     with pytest.raises(SfiError, match="cannot look for sfi.toml in the current folder"):
         load_config(None)
+
+
+@pytest.mark.parametrize("make", ["folder named sfi.toml", "name too long"])
+def test_unusable_user_config_is_one_line_from_the_cli(tmp_path, monkeypatch, sfi, make):
+    monkeypatch.chdir(tmp_path)
+    if make == "folder named sfi.toml":
+        (tmp_path / "xdg" / "sfi" / "sfi.toml").mkdir(parents=True)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ("x" * 300)))
+    before = sorted(tmp_path.rglob("*"))
+    result = sfi("interpolate", "a.png", "b.png", "-n", "2", "-o", "out.mp4")
+    lines = result.stderr.strip().splitlines()
+    assert result.code != 0 and len(lines) == 1 and lines[0].startswith("sfi: error: cannot "), result.stderr
+    assert "sfi.toml" in lines[0] and sorted(tmp_path.rglob("*")) == before
