@@ -209,3 +209,15 @@ def test_many_new_frames_stream_in_flat_memory(tmp_path, ffmpeg_exe):
                                       str(frames), "-o", str(out), "--engine", "crossfade", "-q"])
         assert count_video_frames(out, ffmpeg_exe) == frames + 2
     assert peaks[20000] < 1.3 * peaks[2000], peaks
+
+
+def test_contact_sheet_keeps_an_even_sample_numbered_by_frame():
+    from sfi_cli.output import ContactSheet
+
+    sheet = ContactSheet(limit=8)
+    frames = [np.full((4, 8, 3), i % 256, np.uint8) for i in range(100)]
+    assert all(sheet.add(frame) is frame for frame in frames)  # every frame passes through untouched
+    numbers = [number for number, _ in sheet.thumbnails]
+    steps = {b - a for a, b in zip(numbers, numbers[1:])}
+    assert 4 <= len(numbers) <= 8 and numbers[0] == 1 and len(steps) == 1 and numbers[-1] + steps.pop() > 100
+    assert [np.asarray(t)[0, 0, 0] for _, t in sheet.thumbnails] == [(n - 1) % 256 for n in numbers]
