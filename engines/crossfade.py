@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 from engines.base import Engine, ProgressCallback, frame_times
@@ -20,10 +22,9 @@ class CrossfadeEngine(Engine):
     name = "crossfade"
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None) -> list[np.ndarray]:
-        frames = []
+                 progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
         for index, t in enumerate(frame_times(count)):
-            frames.append(dissolve(first, last, float(t)))
+            frame = dissolve(first, last, float(t))
             if progress:
                 progress(index + 1, count)
-        return frames
+            yield frame

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
@@ -182,7 +182,7 @@ class SemFiEngine(Engine):
         return sampler.run(request, progress)
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None) -> list[np.ndarray]:
+                 progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
         from engines.semfi_parts import rules
         from engines.semfi_parts.delivery import deliver
 

@@ -13,9 +13,33 @@ from pathlib import Path
 import click
 
 from sfi_cli import __version__
+from sfi_cli.config import SCHEMA
 from sfi_cli.errors import SfiError
+from sfi_cli.tomlfile import unicode_text
 
-ENGINE_HELP = "Engine: auto, flow, crossfade or semfi (auto picks the best one that can run here)."
+ENGINE_HELP = "Engine: auto, flow, crossfade or semfi (auto picks the best one that can run here)"
+
+
+class Prompt(click.ParamType):
+    """Free text for an engine: bytes that are not UTF-8 (which Python hands over as lone surrogates)
+    become U+FFFD, so the prompt can be stored in recipes, manifests and cache keys as it was used."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        return unicode_text(value) if isinstance(value, str) else value
+
+
+PROMPT = Prompt()
+FLAG_TYPES = {(int,): int, (int, float): float}
+
+
+def keyed_option(key_name: str, help: str, **extra):
+    """The flag that sets config key ``key_name``: its name, type and choices come from the schema, and
+    ``Config.override`` checks the value against the same key."""
+    key = SCHEMA[key_name]
+    kind = click.Choice(key.choices) if isinstance(key.choices, tuple) and key.choices else FLAG_TYPES.get(key.types)
+    return click.option(key.flag, type=extra.pop("type", kind), default=None, help=f"{help} [config {key_name}].", **extra)
 
 
 class Context:
@@ -56,18 +80,16 @@ def emit_summary(summary: dict, as_json: bool, quiet: bool) -> None:
 def semfi_options(command):
     """SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml) and --raw."""
     for option in reversed([
-        click.option("--model-dir", default=None, help="Wan2.1-I2V-14B-720P folder [config engines.semfi.model_dir]."),
-        click.option("--lora", default=None, help="SemFi LoRA checkpoint semfi.ckpt [config engines.semfi.lora]."),
-        click.option("--device", default=None, help="cuda, cuda:N or cpu (very slow) [config engines.semfi.device]."),
-        click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default=None,
-                     help="Model precision; auto = bfloat16 on CUDA, float32 on CPU [config engines.semfi.dtype]."),
-        click.option("--memory-mode", type=click.Choice(["auto", "full", "offload", "stream"]), default=None,
-                     help="GPU memory use; auto picks from free GPU memory [config engines.semfi.memory_mode]."),
-        click.option("--area", default=None, help="SemFi working size: 480p, 720p or a pixel count [config engines.semfi.area]."),
-        click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps [config engines.semfi.steps, 50]."),
-        click.option("--cfg", type=float, default=None, help="Classifier-free guidance scale [config engines.semfi.cfg, 5.0]."),
-        click.option("--shift", type=float, default=None, help="Flow-matching sigma shift [config engines.semfi.shift, 5.0]."),
-        click.option("--negative-prompt", default=None, help="What to avoid [config engines.semfi.negative_prompt]."),
+        keyed_option("engines.semfi.model_dir", "Wan2.1-I2V-14B-720P folder"),
+        keyed_option("engines.semfi.lora", "SemFi LoRA checkpoint semfi.ckpt"),
+        keyed_option("engines.semfi.device", "cuda, cuda:N or cpu (very slow)"),
+        keyed_option("engines.semfi.dtype", "Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
+        keyed_option("engines.semfi.memory_mode", "GPU memory use; auto picks from free GPU memory"),
+        keyed_option("engines.semfi.area", "SemFi working size: 480p, 720p or a pixel count"),
+        keyed_option("engines.semfi.steps", "Denoising steps (50)"),
+        keyed_option("engines.semfi.cfg", "Classifier-free guidance scale (5.0)"),
+        keyed_option("engines.semfi.shift", "Flow-matching sigma shift (5.0)"),
+        keyed_option("engines.semfi.negative_prompt", "What to avoid", type=PROMPT),
         click.option("--raw", is_flag=True,
                      help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
                           "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),
@@ -92,13 +114,12 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("-n", "--frames", type=int, required=True, help="Number of NEW frames between FIRST and LAST (1 or more).")
 @click.option("-o", "--output", required=True,
               help="out.mp4 (H.264), out.mov (ProRes 422 HQ), a folder, or a PNG pattern like frames/%04d.png.")
-@click.option("--engine", default=None, help=ENGINE_HELP)
-@click.option("--prompt", default="", help="What should happen in between (text-guided engines).")
+@keyed_option("engine", ENGINE_HELP)
+@click.option("--prompt", type=PROMPT, default="", help="What should happen in between (text-guided engines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
-@click.option("--fps", default=None, help="Frame rate of video output, e.g. 24 or 24000/1001 [config output.fps].")
-@click.option("--size", default=None, help="Output size WxH (default: FIRST's size).")
-@click.option("--fit", type=click.Choice(["cover", "contain", "stretch"]), default=None,
-              help="How an image of another shape is brought to the output size [config output.fit].")
+@keyed_option("output.fps", "Frame rate of video output, e.g. 24 or 24000/1001")
+@click.option("--size", default=None, help="Output size WxH (default: FIRST's size; at most 16384 a side, 8192x8192 pixels).")
+@keyed_option("output.fit", "How an image of another shape is brought to the output size")
 @click.option("--include-ends/--no-include-ends", default=None,
               help="Put FIRST and LAST around the new frames (default: on for video, off for PNGs).")
 @click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also save a contact sheet PNG.")
@@ -131,19 +152,13 @@ def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str,
     emit_summary(summary, as_json, quiet)
 
 
-DETECTOR_CHOICES = ["adaptive", "content", "hash", "threshold"]
-
-
 def detector_options(command):
     """Options shared by ``detect`` and ``fill`` for choosing and tuning the cut detector."""
     for option in reversed([
-        click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default=None,
-                     help="Cut detector (PySceneDetect) [config detect.detector, default adaptive]."),
-        click.option("--threshold", type=float, default=None,
-                     help="Detector threshold (default: the detector's own; lower finds more cuts)."),
-        click.option("--min-scene-len", default=None,
-                     help="Shortest shot: frames (15) or time (0.5s) [config detect.min_scene_len]."),
-        click.option("--downscale", type=int, default=None, help="Analyse at 1/N size; 0 = automatic."),
+        keyed_option("detect.detector", "Cut detector (PySceneDetect; default adaptive)"),
+        keyed_option("detect.threshold", "Detector threshold, 0 or more (default: the detector's own; lower finds more cuts)"),
+        keyed_option("detect.min_scene_len", "Shortest shot: frames (15) or time (0.5s)"),
+        keyed_option("detect.downscale", "Analyse at 1/N size; 0 = automatic"),
     ]):
         command = option(command)
     return command
@@ -152,10 +167,9 @@ def detector_options(command):
 def length_options(command):
     """Transition length and mode, shared by ``detect --recipe`` and ``fill``."""
     for option in reversed([
-        click.option("--seconds", type=float, default=None, help="Transition length in seconds [config fill.seconds, 1.0]."),
+        keyed_option("fill.seconds", "Transition length in seconds (1.0)"),
         click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
-        click.option("--mode", type=click.Choice(["insert", "replace"]), default=None,
-                     help="insert: add frames at each cut; replace: overwrite frames around it [config fill.mode]."),
+        keyed_option("fill.mode", "insert: add frames at each cut; replace: overwrite frames around it"),
     ]):
         command = option(command)
     return command
@@ -164,7 +178,7 @@ def length_options(command):
 def render_options(command):
     """Options shared by ``render`` and ``fill``."""
     for option in reversed([
-        click.option("--engine", default=None, help=ENGINE_HELP),
+        keyed_option("engine", ENGINE_HELP + "; for render it replaces every engine the recipe names"),
         click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
         click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
                      help="Also save a contact sheet PNG of all generated frames."),
@@ -273,14 +287,15 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
     """Render the timeline of shots and transitions described by RECIPE (TOML)."""
     from sfi_cli.ffmpeg import parse_rate
     from sfi_cli.plan import make_plan
-    from sfi_cli.recipe import load_recipe
+    from sfi_cli.recipe import load_recipe, with_engine
     from sfi_cli.render import render_plan
 
     config = obj.config
     config.override(engine=engine)
     options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
                                dry_run=dry_run)
-    plan = make_plan(load_recipe(recipe, output), engine=config["engine"], engine_settings=options.engine_settings,
+    loaded = load_recipe(recipe, output)
+    plan = make_plan(with_engine(loaded, engine) if engine else loaded, engine=config["engine"], engine_settings=options.engine_settings,
                      default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
     emit_timeline(render_plan(plan, options), as_json, quiet)
 
@@ -290,8 +305,8 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Output .mp4 (H.264) or .mov (ProRes); never the input itself.")
 @length_options
-@click.option("--prompt", default="", help="What should happen in each transition (text-guided engines).")
-@click.option("--negative-prompt", default="", help="What should not appear (text-guided engines).")
+@click.option("--prompt", type=PROMPT, default="", help="What should happen in each transition (text-guided engines).")
+@click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
 @detector_options
 @click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
@@ -318,9 +333,9 @@ def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, prompt:
 
 
 @cli.command()
-@click.option("--model-dir", default=None, help="Wan2.1-I2V-14B-720P folder [config engines.semfi.model_dir].")
-@click.option("--lora", default=None, help="SemFi LoRA checkpoint semfi.ckpt [config engines.semfi.lora].")
-@click.option("--device", default=None, help="cuda, cuda:N or cpu [config engines.semfi.device].")
+@keyed_option("engines.semfi.model_dir", "Wan2.1-I2V-14B-720P folder")
+@keyed_option("engines.semfi.lora", "SemFi LoRA checkpoint semfi.ckpt")
+@keyed_option("engines.semfi.device", "cuda, cuda:N or cpu")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
 @click.pass_obj
 def doctor(obj: Context, model_dir: str | None, lora: str | None, device: str | None, as_json: bool) -> None:

@@ -8,9 +8,10 @@ Every key is declared once in ``SCHEMA`` with its type, default and meaning;
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sfi_cli.errors import SfiError
 from sfi_cli.tomlfile import dotted, read_toml, where
@@ -18,42 +19,58 @@ from sfi_cli.tomlfile import dotted, read_toml, where
 CONFIG_NAME = "sfi.toml"
 
 
+def engine_names() -> tuple[str, ...]:
+    """The engines a key may name, from the engine registry (imported only when a value is checked)."""
+    from engines import REGISTRY
+
+    return ("auto", *sorted(REGISTRY))
+
+
 @dataclass(frozen=True)
 class Key:
-    """One setting: accepted TOML types, default, allowed values if it is a choice, lowest number if numeric."""
+    """One setting: accepted TOML types, default, allowed values if it is a choice (a tuple, or a function
+    giving one when the list lives in a heavy module), numeric range, and the command-line flag that sets it."""
 
     types: tuple[type, ...]
     default: Any
-    choices: tuple[Any, ...] = ()
+    choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] = ()
     minimum: float | None = None
+    maximum: float | None = None
+    flag: str = ""
 
+    def allowed(self) -> tuple[Any, ...]:
+        return self.choices() if callable(self.choices) else self.choices
+
+
+# x264's and x265's speed presets, fastest first (both encoders take the same names).
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 SCHEMA: dict[str, Key] = {
     "ffmpeg": Key((str,), ""),
-    "engine": Key((str,), "auto"),
-    "output.fps": Key((int, float, str), 24),
-    "output.crf": Key((int,), 18, minimum=0),
-    "output.preset": Key((str,), "medium"),
-    "output.fit": Key((str,), "cover", ("cover", "contain", "stretch")),
+    "engine": Key((str,), "auto", engine_names, flag="--engine"),
+    "output.fps": Key((int, float, str), 24, flag="--fps"),
+    "output.crf": Key((int,), 18, minimum=0, maximum=51),
+    "output.preset": Key((str,), "medium", PRESETS),
+    "output.fit": Key((str,), "cover", ("cover", "contain", "stretch"), flag="--fit"),
     "work_dir": Key((str,), ""),
-    "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold")),
-    "detect.threshold": Key((int, float), 0, minimum=0),
-    "detect.min_scene_len": Key((int, float, str), 15),
-    "detect.downscale": Key((int,), 0, minimum=0),
-    "fill.seconds": Key((int, float), 1.0, minimum=0),
-    "fill.mode": Key((str,), "insert", ("insert", "replace")),
+    "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold"), flag="--detector"),
+    "detect.threshold": Key((int, float), 0, minimum=0, flag="--threshold"),
+    "detect.min_scene_len": Key((int, float, str), 15, flag="--min-scene-len"),
+    "detect.downscale": Key((int,), 0, minimum=0, flag="--downscale"),
+    "fill.seconds": Key((int, float), 1.0, minimum=0, flag="--seconds"),
+    "fill.mode": Key((str,), "insert", ("insert", "replace"), flag="--mode"),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),
-    "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0),
-    "engines.semfi.model_dir": Key((str,), ""),
-    "engines.semfi.lora": Key((str,), ""),
-    "engines.semfi.device": Key((str,), "cuda"),
-    "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32")),
-    "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream")),
-    "engines.semfi.area": Key((str, int), "480p"),
-    "engines.semfi.steps": Key((int,), 50, minimum=1),
-    "engines.semfi.cfg": Key((int, float), 5.0, minimum=0),
-    "engines.semfi.shift": Key((int, float), 5.0, minimum=0),
-    "engines.semfi.negative_prompt": Key((str,), ""),
+    "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0, maximum=1),
+    "engines.semfi.model_dir": Key((str,), "", flag="--model-dir"),
+    "engines.semfi.lora": Key((str,), "", flag="--lora"),
+    "engines.semfi.device": Key((str,), "cuda", flag="--device"),
+    "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32"), flag="--dtype"),
+    "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream"), flag="--memory-mode"),
+    "engines.semfi.area": Key((str, int), "480p", flag="--area"),
+    "engines.semfi.steps": Key((int,), 50, minimum=1, flag="--steps"),
+    "engines.semfi.cfg": Key((int, float), 5.0, minimum=0, flag="--cfg"),
+    "engines.semfi.shift": Key((int, float), 5.0, minimum=0, flag="--shift"),
+    "engines.semfi.negative_prompt": Key((str,), "", flag="--negative-prompt"),
 }
 
 
@@ -64,12 +81,25 @@ def user_config_path() -> Path:
 
 
 def find_config(explicit: Path | None) -> Path | None:
-    """The config file to read, or None when there is none anywhere."""
+    """The config file to read, or None when there is none anywhere.
+
+    Anything at a lookup path counts as "there" (a folder or an unreadable file is then
+    reported by ``read_toml``), so a config the user meant is never skipped in silence.
+    """
     if explicit is not None:
         return Path(explicit)
-    for candidate in (Path.cwd() / CONFIG_NAME, user_config_path()):
-        if candidate.is_file():
-            return candidate
+    try:
+        candidates = (Path.cwd() / CONFIG_NAME, user_config_path())
+    except OSError as error:  # e.g. the current folder was deleted
+        raise SfiError(f"cannot look for {CONFIG_NAME} in the current folder: {error.strerror}; "
+                       f"cd into an existing folder or pass --config") from None
+    for candidate in candidates:
+        try:
+            if candidate.exists():  # a path through a regular file (NotADirectoryError) means "not there"
+                return candidate
+        except OSError as error:
+            raise SfiError(f"cannot look for config file '{candidate}': {error.strerror}; "
+                           f"fix that folder's permissions or pass --config") from None
     return None
 
 
@@ -84,10 +114,21 @@ class Config:
         return self.values[key]
 
     def override(self, **flags: Any) -> None:
-        """Apply command-line values (dotted keys with ``__`` for ``.``); None means not given."""
+        """Apply command-line values (dotted keys with ``__`` for ``.``); None means not given.
+
+        Each value is checked against the same schema as the file, so a bad flag is one
+        line naming the flag and its key before any work.
+        """
         for name, value in flags.items():
-            if value is not None:
-                self.values[name.replace("__", ".")] = value
+            if value is None:
+                continue
+            dotted_name = name.replace("__", ".")
+            key = SCHEMA[dotted_name]
+            problem = check_value(key, value)
+            if problem:
+                given = f"{key.flag} (config '{dotted_name}')" if key.flag else f"'{dotted_name}'"
+                raise SfiError(f"{given} must be {expected(key)}, {problem}")
+            self.values[dotted_name] = value
 
     def section(self, prefix: str) -> dict[str, Any]:
         """All keys under ``prefix.`` with the prefix removed, e.g. one engine's settings."""
@@ -120,19 +161,28 @@ def check_value(key: Key, value: Any) -> str | None:
         return "got true/false"
     if not isinstance(value, key.types):
         return f"got {type(value).__name__}"
-    if key.choices and value not in key.choices:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"got {value}"
+    if key.choices and value not in key.allowed():
         return f"got '{value}'"
-    if key.minimum is not None and isinstance(value, (int, float)) and value < key.minimum:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            (key.minimum is not None and value < key.minimum) or (key.maximum is not None and value > key.maximum)):
         return f"got {value}"
     return None
 
 
 def expected(key: Key) -> str:
     if key.choices:
-        return "one of " + ", ".join(map(str, key.choices))
+        return "one of " + ", ".join(map(str, key.allowed()))
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     kinds = " or ".join(names.get(t, t.__name__) for t in key.types)
-    return kinds if key.minimum is None else f"{kinds} of at least {key.minimum:g}"
+    if float in key.types:
+        kinds = kinds.replace("a number", "a finite number")
+    if key.minimum is not None and key.maximum is not None:
+        return f"{kinds} from {key.minimum:g} to {key.maximum:g}"
+    if key.minimum is not None:
+        return f"{kinds} of at least {key.minimum:g}"
+    return kinds if key.maximum is None else f"{kinds} of at most {key.maximum:g}"
 
 
 def load_config(explicit: Path | None = None) -> Config:

@@ -6,6 +6,7 @@ the result is an HxWx3 uint8 RGB array as the picture is meant to be seen.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,34 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sfi_cli.errors import SfiError, require_input_file
 
 FIT_POLICIES = ("cover", "contain", "stretch")
+# The largest frame sfi works on: an engine holds a few float copies of it, so a frame past this
+# would run a normal machine out of memory part-way instead of failing at the start.
+MAX_SIDE = 16384
+MAX_PIXELS = 8192 * 8192  # 67 Mpx: twice 8K UHD
+
+
+def check_frame_size(width: int, height: int, what: str) -> None:
+    """Refuse a frame size that cannot be worked on in memory, naming the limit."""
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise SfiError(f"{what} {width}x{height} is too large: sfi works on frames of at most {MAX_SIDE} pixels a side "
+                       f"and {MAX_PIXELS // 1_000_000} Mpx (8192x8192); scale it down first")
 
 
 def load_image(path: Path) -> np.ndarray:
     """Read an image file as upright 8-bit RGB; transparent areas are laid over black."""
     path = require_input_file(path, "an image")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow's own size warning: the limit below is the one that applies
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            check_frame_size(*image.size, f"image '{path}' of")
             image.load()
             image = ImageOps.exif_transpose(image)
             return to_rgb8(image)
+    except Image.DecompressionBombError as error:
+        raise SfiError(f"image '{path}' is too large ({error}); sfi works on frames of at most {MAX_SIDE} pixels "
+                       f"a side and {MAX_PIXELS // 1_000_000} Mpx (8192x8192); scale it down first") from None
     except UnidentifiedImageError:
         raise SfiError(f"input '{path}' is not an image Pillow can read (PNG, JPEG, TIFF, WebP, ...)") from None
     except (OSError, SyntaxError, ValueError) as error:
@@ -82,5 +101,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
         width, height = (int(p) for p in parts)
         if width > 0 and height > 0:
+            check_frame_size(width, height, "size")
             return width, height
     raise SfiError(f"bad size '{text}': use WIDTHxHEIGHT with positive whole numbers, e.g. 1280x720")

@@ -165,18 +165,36 @@ def _write_pattern(target: OutputTarget, frames: Iterator[np.ndarray]) -> int:
     return len(written)
 
 
-class ContactSheet:
-    """A grid of numbered thumbnails, built while frames stream past, for a quick look at a result."""
+MAX_THUMBNAILS = 256  # 32 rows of 8: a sheet stays a few MB however long the result
 
-    def __init__(self, columns: int = 8, thumb_width: int = 240) -> None:
+
+class ContactSheet:
+    """A grid of thumbnails numbered by frame, built while frames stream past, for a quick look at a result.
+
+    At most ``limit`` are kept: when one more arrives, every other thumbnail is dropped and from
+    then on only every other frame is taken, so any number of frames gives an even sample of
+    between ``limit / 2`` and ``limit`` (every frame when there are no more than ``limit``).
+    """
+
+    def __init__(self, columns: int = 8, thumb_width: int = 240, limit: int = MAX_THUMBNAILS) -> None:
         self.columns = columns
         self.thumb_width = thumb_width
-        self.thumbnails: list[Image.Image] = []
+        self.limit = limit
+        self.thumbnails: list[tuple[int, Image.Image]] = []  # (frame number from 1, thumbnail)
+        self.seen = 0
+        self.step = 1
 
     def add(self, frame: np.ndarray) -> np.ndarray:
+        self.seen += 1
+        if (self.seen - 1) % self.step:
+            return frame
         height, width = frame.shape[:2]
         thumb_height = max(1, round(height * self.thumb_width / width))
-        self.thumbnails.append(Image.fromarray(frame).resize((self.thumb_width, thumb_height), Image.Resampling.BILINEAR))
+        thumbnail = Image.fromarray(frame).resize((self.thumb_width, thumb_height), Image.Resampling.BILINEAR)
+        self.thumbnails.append((self.seen, thumbnail))
+        if len(self.thumbnails) > self.limit:
+            self.thumbnails = self.thumbnails[::2]
+            self.step *= 2
         return frame
 
     def save(self, path: Path) -> None:
@@ -184,15 +202,15 @@ class ContactSheet:
 
         if not self.thumbnails:
             raise SfiError("no frames for a contact sheet")
-        thumb_width, thumb_height = self.thumbnails[0].size
+        thumb_width, thumb_height = self.thumbnails[0][1].size
         columns = min(self.columns, len(self.thumbnails))
         rows = -(-len(self.thumbnails) // columns)
         sheet = Image.new("RGB", (columns * thumb_width, rows * thumb_height), (24, 24, 24))
         draw = ImageDraw.Draw(sheet)
-        for index, thumbnail in enumerate(self.thumbnails):
+        for index, (number, thumbnail) in enumerate(self.thumbnails):
             x, y = (index % columns) * thumb_width, (index // columns) * thumb_height
             sheet.paste(thumbnail, (x, y))
-            draw.text((x + 4, y + 2), str(index + 1), fill=(255, 255, 0))
+            draw.text((x + 4, y + 2), str(number), fill=(255, 255, 0))
         partial = path.with_name(f".{path.name}.sfi-partial.png")
         sheet.save(partial, format="PNG")
         os.replace(partial, path)

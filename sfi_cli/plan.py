@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sfi_cli.errors import SfiError
+from sfi_cli.images import check_frame_size
 from sfi_cli.probe import AudioStream, MediaInfo, SubtitleStream, probe
 from sfi_cli.recipe import Recipe, ShotSpec, TransitionSpec
 from sfi_cli.timecode import format_rate, format_timecode
@@ -221,6 +222,7 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
                                              for shot in recipe.shots)
     keep_rotation = one_source and primary.info.rotation != 0
     size = recipe.output.size or _first_size(recipe.shots[0], sources, keep_rotation)
+    check_frame_size(*size, "output size")
     pix_fmt = output_pix_fmt(codec, primary.info if primary else None)
     if pix_fmt.startswith(("yuv420", "yuv422")) and (size[0] % 2 or (pix_fmt.startswith("yuv420") and size[1] % 2)):
         size = (size[0] - size[0] % 2, size[1] - size[1] % 2)

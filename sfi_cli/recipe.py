@@ -13,31 +13,34 @@ into frame numbers needs the media's frame rates and happens in ``plan``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sfi_cli.config import Key, check_value, expected
+from sfi_cli.config import SCHEMA, Key, check_value, expected
 from sfi_cli.errors import SfiError
 from sfi_cli.images import FIT_POLICIES
 from sfi_cli.timecode import Position, parse_position
-from sfi_cli.tomlfile import dotted, read_toml, where
+from sfi_cli.tomlfile import dotted, read_toml, toml_comment, toml_string, where
 
 CODECS = ("h264", "h265", "prores")
 MODES = ("insert", "replace")
 AUDIO = ("shots", "none")
 POSITION = Key((int, float, str), None)
+# ``quality`` is the CRF for H.264/H.265 (the config's output.crf range) and the ProRes profile for
+# ProRes: 0 proxy, 1 LT, 2 standard, 3 HQ (4444 profiles are chosen from the source, not here).
+CRF_QUALITY = replace(SCHEMA["output.crf"], default=None)
+PRORES_QUALITY = Key((int,), None, minimum=0, maximum=3)
 
 OUTPUT_KEYS = {
     "path": Key((str,), None), "fps": Key((int, float, str), None), "size": Key((str,), None),
     "fit": Key((str,), "cover", FIT_POLICIES), "codec": Key((str,), None, CODECS), "quality": Key((int,), None),
-    "preset": Key((str,), None), "audio": Key((str,), "shots", AUDIO),
+    "preset": replace(SCHEMA["output.preset"], default=None), "audio": Key((str,), "shots", AUDIO),
 }
 TRANSITION_KEYS = {
     "frames": Key((int,), None), "seconds": Key((int, float), None), "prompt": Key((str,), ""),
-    "negative_prompt": Key((str,), ""), "engine": Key((str,), None), "seed": Key((int,), 0),
+    "negative_prompt": Key((str,), ""), "engine": replace(SCHEMA["engine"], default=None), "seed": Key((int,), 0),
     "mode": Key((str,), "insert", MODES),
 }
 DEFAULTS_KEYS = {**TRANSITION_KEYS, "image_duration": POSITION}
@@ -173,8 +176,29 @@ def _output(reader: _Reader, data: Any, override: Path | None) -> OutputSpec:
     except SfiError as error:
         key = "fps" if "fps" in str(error) else "size"
         raise reader.fail(("output", key), str(error)) from None
+    if "quality" in values and path is not None:
+        _check_quality(reader, values["quality"], path, values.get("codec"))
     return OutputSpec(path, fps, size, values.get("fit", "cover"), values.get("codec"), values.get("quality"),
                       values.get("preset"), values.get("audio", "shots"))
+
+
+def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | None) -> None:
+    """``quality`` must suit the codec the output will get (CRF 0-51, or a ProRes profile 0-3)."""
+    from sfi_cli.plan import output_codec
+
+    codec = output_codec(output, codec)
+    key = PRORES_QUALITY if codec == "prores" else CRF_QUALITY
+    problem = check_value(key, quality)
+    if problem:
+        meaning = "the ProRes profile" if codec == "prores" else f"the {codec} CRF"
+        raise reader.fail(("output", "quality"), f"'output.quality' ({meaning}) must be {expected(key)}, {problem}")
+
+
+def with_engine(recipe: Recipe, engine: str) -> Recipe:
+    """``recipe`` with every transition made by ``engine`` (``render --engine`` wins over the recipe)."""
+    shots = [shot if shot.transition is None else replace(shot, transition=replace(shot.transition, engine=engine))
+             for shot in recipe.shots]
+    return replace(recipe, shots=shots)
 
 
 def _one_length(reader: _Reader, values: dict[str, Any], key_path: tuple[str | int, ...]) -> None:
@@ -238,11 +262,6 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
                               ("frames",) if "frames" in merged else ("seconds",))))
 
 
-def toml_string(value: str) -> str:
-    """A TOML basic string (JSON's escaping is valid TOML for these)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
 def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mode: str, output: str,
                     header: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
                     engine: str | None = None) -> str:
@@ -257,7 +276,7 @@ def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mo
         defaults.append(f"engine = {toml_string(engine)}")
     if negative_prompt:
         defaults.append(f"negative_prompt = {toml_string(negative_prompt)}")
-    lines = [*(f"# {line}" for line in header.splitlines()),
+    lines = [*map(toml_comment, header.splitlines()),
              "# Positions are frame numbers; 'out' is the first frame NOT in the shot.", "",
              "[output]", f"path = {toml_string(output)}", "", "[defaults]", *defaults]
     bounds = [0, *(cut.frame for cut in cuts), frame_count]

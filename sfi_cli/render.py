@@ -100,7 +100,9 @@ class GapMaker:
     """Each gap's frames in the output's pixel format: read from the work folder when an earlier run
     stored them under the same key, else made by the gap's engine and stored while they are handed on.
 
-    Engines are loaded up front, so a missing model fails before anything is encoded.
+    Engines are loaded up front, so a missing model fails before anything is encoded. Frames
+    stream from the engine through the store into the output one at a time, so a gap of any
+    length runs in the memory of a few frames.
     ``records`` collects one manifest entry per gap; ``sheet`` (optional) gets every gap's RGB frames.
     """
 
@@ -112,7 +114,7 @@ class GapMaker:
         self.records: list[dict[str, Any]] = []
 
     def frames(self, gap: Gap, first: np.ndarray, last: np.ndarray) -> Iterator[np.ndarray]:
-        """The gap's frames between RGB ``first`` and ``last``."""
+        """The gap's frames between RGB ``first`` and ``last``; its record is added once the last has passed."""
         started = time.monotonic()
         engine = self.engines[gap.engine]
         params = {"count": gap.count, "prompt": gap.prompt, "negative_prompt": gap.negative_prompt, "seed": gap.seed}
@@ -122,19 +124,19 @@ class GapMaker:
         to_output = {"pix_fmt": self.plan.pix_fmt, "video_filter": self.plan.rgb_to_output()}
         if cached:
             self.reporter.message(f"{title}: already in the work folder, skipped")
-            frames = self.cache.frames(key, **to_output)
-            rgb = self.cache.frames(key) if self.sheet else []
+            if self.sheet:
+                for frame in self.cache.frames(key):
+                    self.sheet.add(frame)
+            yield from self.cache.frames(key, **to_output)
         else:
             from sfi_cli.interpolate import counted
 
             with self.reporter.task(title, gap.count) as progress:
-                rgb = list(counted(engine.generate(first, last, gap.count, prompt=gap.prompt,
-                                                   negative_prompt=gap.negative_prompt, seed=gap.seed, progress=progress),
-                                   gap.count, engine.name))
-            frames = self.cache.store(key, rgb, {"engine": engine.cache_key(), **params, "label": gap.label}, **to_output)
-        if self.sheet:
-            for frame in rgb:
-                self.sheet.add(frame)
+                rgb = counted(engine.generate(first, last, gap.count, prompt=gap.prompt,
+                                              negative_prompt=gap.negative_prompt, seed=gap.seed, progress=progress),
+                              gap.count, engine.name)
+                yield from self.cache.store(key, map(self.sheet.add, rgb) if self.sheet else rgb,
+                                            {"engine": engine.cache_key(), **params, "label": gap.label}, **to_output)
         self.records.append({
             "index": gap.index + 1, "label": gap.label, "mode": gap.mode, "engine": engine.name,
             "frames": gap.count, "output_start": gap.output_start, "prompt": gap.prompt,
@@ -142,7 +144,6 @@ class GapMaker:
             "seconds": round(time.monotonic() - started, 3),
             **({"semfi_expert": semfi_expert(gap.count)[1]} if engine.name == "semfi" else {}),
         })
-        return frames
 
 
 def boundary_frames(gap: Gap, readers: _Readers, plan: Plan, ffmpeg: str) -> tuple[np.ndarray, np.ndarray]:

@@ -60,8 +60,8 @@ def parse_position(value: int | float | str) -> Position:
             raise SfiError(f"bad position {value}: frame numbers cannot be negative")
         return Position(str(value), frames=value)
     if isinstance(value, float):
-        if value < 0 or value != value:
-            raise SfiError(f"bad position {value}: seconds cannot be negative")
+        if not 0 <= value < float("inf"):
+            raise SfiError(f"bad position {value}: seconds must be a finite number, 0 or more")
         return Position(str(value), seconds=Fraction(str(value)))
     text = str(value).strip()
     if match := _FRAMES.match(text):

@@ -82,3 +82,32 @@ def dotted(key_path: tuple[str | int, ...]) -> str:
     for part in key_path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
+
+
+def unicode_text(text: str) -> str:
+    """``text`` as valid Unicode: bytes that were not UTF-8 (lone surrogates, as Python decodes them
+    from the command line or a file name) become U+FFFD, so it can be written to TOML, JSON or a model."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that stand for no byte
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _escaped(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\u{ord(char):04X}" if ord(char) < 0x20 or ord(char) == 0x7F else char
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string that reads back as ``value`` (control characters escaped, invalid bytes as U+FFFD)."""
+    return '"' + "".join(map(_escaped, unicode_text(value))) + '"'
+
+
+def toml_comment(text: str) -> str:
+    """One ``#`` comment line showing ``text`` (TOML comments take no control characters or line breaks)."""
+    return "# " + "".join(_escaped(c) if c not in '"\\' else c for c in unicode_text(text))

@@ -11,11 +11,12 @@ alone.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -54,30 +55,40 @@ class GapCache:
     def has(self, key: str) -> bool:
         return (self.folder(key) / "gap.json").is_file()
 
-    def store(self, key: str, frames: list[np.ndarray], meta: dict[str, Any], *, pix_fmt: str,
+    def store(self, key: str, frames: Iterable[np.ndarray], meta: dict[str, Any], *, pix_fmt: str,
               video_filter: str) -> Iterator[np.ndarray]:
         """Store ``frames`` under ``key`` while handing them on as raw ``pix_fmt`` made by ``video_filter``.
 
-        One ffmpeg does both, so a gap made mid-splice is never decoded back. The gap is
-        published (all at once) when the last frame has been handed on.
+        ``frames`` may be a generator: each is taken as it is made, so a gap of any length needs
+        the memory of a few frames. One ffmpeg does both, so a gap made mid-splice is never decoded
+        back. The gap is published (all at once) when the last frame has been handed on.
         """
-        if not frames:
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
             raise SfiError(f"no frames to store for gap {key}")
-        height, width = frames[0].shape[:2]
+        height, width = first.shape[:2]
+        taken = 0
+
+        def counted() -> Iterator[np.ndarray]:
+            nonlocal taken
+            for taken, frame in enumerate(itertools.chain([first], frames), start=1):
+                yield frame
+
         staging = self.gaps / f".{key}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
             handed_on = 0
-            for handed_on, frame in enumerate(convert_frames(frames, (width, height), pix_fmt=pix_fmt,
+            for handed_on, frame in enumerate(convert_frames(counted(), (width, height), pix_fmt=pix_fmt,
                                                              video_filter=video_filter, ffmpeg=self.ffmpeg,
                                                              also_write=[*LOSSLESS_ARGS, str(staging / "frames.mkv")]),
                                               start=1):
                 yield frame
-            if handed_on != len(frames):
-                raise SfiError(f"ffmpeg handed on {handed_on} of gap {key}'s {len(frames)} frames")
+            if handed_on != taken:
+                raise SfiError(f"ffmpeg handed on {handed_on} of gap {key}'s {taken} frames")
             (staging / "gap.json").write_text(json.dumps(
-                {**meta, "frames": len(frames), "width": width, "height": height}, indent=2, default=str))
+                {**meta, "frames": taken, "width": width, "height": height}, indent=2, default=str))
             target = self.folder(key)
             shutil.rmtree(target, ignore_errors=True)
             os.replace(staging, target)

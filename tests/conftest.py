@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,12 @@ def count_video_frames(path: Path, ffmpeg: str) -> int:
     listing = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
                              check=True, capture_output=True, text=True).stdout
     return sum(1 for line in listing.splitlines() if line and not line.startswith("#"))
+
+
+def peak_rss_kib(command: list[str]) -> int:
+    """Peak resident memory (KiB) of ``command``'s largest process, measured in a fresh wrapper so that
+    earlier children of the test process do not count."""
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    return int(subprocess.run([sys.executable, "-c", wrapper, *command], check=True, capture_output=True,
+                              text=True).stdout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sfi_cli.config import load_config
@@ -33,6 +35,22 @@ def test_lookup_order_explicit_then_cwd_then_user(tmp_path, monkeypatch):
     assert load_config(explicit)["output.crf"] == 10
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ({"fill__seconds": float("nan")}, "--seconds (config 'fill.seconds') must be an integer or a finite number of at least 0, got nan"),
+    ({"fill__seconds": float("-inf")}, "--seconds (config 'fill.seconds') must be"),
+    ({"detect__threshold": -1.0}, "--threshold (config 'detect.threshold') must be an integer or a finite number of at least 0, got -1.0"),
+    ({"engine": "magic"}, "--engine (config 'engine') must be one of auto, crossfade, flow, semfi, got 'magic'"),
+    ({"engines__semfi__cfg": float("inf")}, "--cfg (config 'engines.semfi.cfg') must be"),
+    ({"output__crf": 99}, "'output.crf' must be an integer from 0 to 51, got 99"),
+])
+def test_flag_values_are_checked_against_the_schema(tmp_path, flags, expected):
+    config = load_config(write(tmp_path / "c.toml", "engine = 'crossfade'\n"))
+    with pytest.raises(SfiError) as error:
+        config.override(**flags)
+    assert expected in str(error.value)
+    assert config["engine"] == "crossfade" and config["fill.seconds"] == 1.0  # nothing half-applied
+
+
 def test_cli_values_override_file(tmp_path):
     config = load_config(write(tmp_path / "c.toml", 'engine = "crossfade"\n[output]\nfps = 25\n'))
     config.override(engine="flow", output__fps=None)
@@ -46,8 +64,18 @@ def test_engine_sections_become_engine_settings(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("[output]\nfps = 24\ncodec = 'x'\n", "c.toml:3: unknown key 'output.codec'"),
-    ("[output]\n\ncrf = 'high'\n", "c.toml:3: 'output.crf' must be an integer of at least 0, got str"),
-    ("[output]\ncrf = true\n", "c.toml:2: 'output.crf' must be an integer of at least 0, got true/false"),
+    ("[output]\n\ncrf = 'high'\n", "c.toml:3: 'output.crf' must be an integer from 0 to 51, got str"),
+    ("[output]\ncrf = true\n", "c.toml:2: 'output.crf' must be an integer from 0 to 51, got true/false"),
+    ("[output]\ncrf = 52\n", "c.toml:2: 'output.crf' must be an integer from 0 to 51, got 52"),
+    ("[output]\ncrf = -1\n", "c.toml:2: 'output.crf' must be an integer from 0 to 51, got -1"),
+    ("[output]\npreset = 'quick'\n", "c.toml:2: 'output.preset' must be one of ultrafast, superfast, veryfast"),
+    ("engine = 'magic'\n", "c.toml:1: 'engine' must be one of auto, crossfade, flow, semfi, got 'magic'"),
+    ("[detect]\nthreshold = -2\n", "c.toml:2: 'detect.threshold' must be an integer or a finite number of at least 0"),
+    ("[fill]\nseconds = nan\n", "c.toml:2: 'fill.seconds' must be an integer or a finite number of at least 0, got nan"),
+    ("[fill]\nseconds = inf\n", "c.toml:2: 'fill.seconds' must be an integer or a finite number of at least 0, got inf"),
+    ("[fill]\nseconds = -0.5\n", "c.toml:2: 'fill.seconds' must be an integer or a finite number of at least 0, got -0.5"),
+    ("[engines.flow]\nmin_confidence = 1.5\n", "c.toml:2: 'engines.flow.min_confidence' must be an integer or a finite number from 0 to 1, got 1.5"),
+    ("[engines.flow]\nmin_confidence = -0.1\n", "'engines.flow.min_confidence' must be an integer or a finite number from 0 to 1"),
     ("[output]\nfit = 'zoom'\n", "c.toml:2: 'output.fit' must be one of cover, contain, stretch"),
     ("[mystery]\nx = 1\n", "c.toml:2: unknown key 'mystery.x'"),
     ("engine = \n", "c.toml: TOML syntax error"),
@@ -64,3 +92,64 @@ def test_errors_name_file_line_and_key(tmp_path, text, expected):
 def test_missing_explicit_config_is_an_error(tmp_path):
     with pytest.raises(SfiError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_user_config_that_is_a_folder_is_one_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "xdg" / "sfi" / "sfi.toml").mkdir(parents=True)
+    with pytest.raises(SfiError, match=r"cannot read config file '.*sfi.toml': .*Is a directory"):
+        load_config(None)
+
+
+def test_user_config_folder_that_cannot_be_searched_is_one_error(tmp_path, monkeypatch):
+    """stat() failing with an error other than "not there" (here ENAMETOOLONG, which root meets too)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ("x" * 300)))
+    with pytest.raises(SfiError, match=r"cannot look for config file .*File name too long.*pass --config"):
+        load_config(None)
+
+
+def test_user_config_under_a_regular_file_means_no_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "file", "not a folder")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "file"))
+    assert load_config(None).source is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permission bits")
+def test_unreadable_user_config_is_one_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    folder = tmp_path / "xdg" / "sfi"
+    write(folder.mkdir(parents=True) or folder / "sfi.toml", "engine = 'flow'\n")
+    folder.chmod(0)
+    try:
+        with pytest.raises(SfiError, match="cannot look for config file .*Permission denied"):
+            load_config(None)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_deleted_current_folder_is_one_error(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(SfiError, match="cannot look for sfi.toml in the current folder"):
+        load_config(None)
+
+
+@pytest.mark.parametrize("make", ["folder named sfi.toml", "name too long"])
+def test_unusable_user_config_is_one_line_from_the_cli(tmp_path, monkeypatch, sfi, make):
+    monkeypatch.chdir(tmp_path)
+    if make == "folder named sfi.toml":
+        (tmp_path / "xdg" / "sfi" / "sfi.toml").mkdir(parents=True)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ("x" * 300)))
+    before = sorted(tmp_path.rglob("*"))
+    result = sfi("interpolate", "a.png", "b.png", "-n", "2", "-o", "out.mp4")
+    lines = result.stderr.strip().splitlines()
+    assert result.code != 0 and len(lines) == 1 and lines[0].startswith("sfi: error: cannot "), result.stderr
+    assert "sfi.toml" in lines[0] and sorted(tmp_path.rglob("*")) == before

@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
+import tomllib
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from clips import decode_all, frame_index, make_clip, stream_facts
+from conftest import peak_rss_kib
+
+SFI = [sys.executable, "-m", "sfi_cli"]
 
 FRAMES, CUTS, RATE = 90, (30, 60), Fraction(25)
 
@@ -174,15 +179,79 @@ def test_variable_frame_rate_becomes_constant(tmp_path, ffmpeg_exe, sfi):
     (["{clip}", "-o", "{tmp}/no/such/folder/out.mp4"], "does not exist"),
     (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4 or .mov"),
     (["{clip}", "-o", "{existing}"], "already exists; pass --force"),
+    (["{clip}", "-o", "{out}", "--seconds", "nan"],
+     "--seconds (config 'fill.seconds') must be an integer or a finite number of at least 0, got nan"),
+    (["{clip}", "-o", "{out}", "--seconds", "inf"], "--seconds (config 'fill.seconds') must be"),
+    (["{clip}", "-o", "{out}", "--seconds", "-1"], "--seconds (config 'fill.seconds') must be"),
+    (["{clip}", "-o", "{out}", "--threshold", "-3"],
+     "--threshold (config 'detect.threshold') must be an integer or a finite number of at least 0, got -3.0"),
+    (["{clip}", "-o", "{out}", "--threshold", "nan"], "--threshold (config 'detect.threshold') must be"),
+    (["{clip}", "-o", "{out}", "--downscale", "-2"], "--downscale (config 'detect.downscale') must be"),
+    (["--config", "{crf_config}", "fill", "{clip}", "-o", "{out}"], "crf.toml:2: 'output.crf' must be an integer from 0 to 51"),
+    (["--config", "{confidence_config}", "fill", "{clip}", "-o", "{out}"],
+     "confidence.toml:2: 'engines.flow.min_confidence' must be an integer or a finite number from 0 to 1, got 2"),
+    (["--config", "{seconds_config}", "fill", "{clip}", "-o", "{out}"], "seconds.toml:2: 'fill.seconds' must be"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(cut_clip, tmp_path, sfi, args, message):
     (tmp_path / "text.mp4").write_text("hello")
     (tmp_path / "existing.mp4").write_bytes(b"keep me")
+    configs = {name: tmp_path / f"{name}.toml" for name in ("crf", "confidence", "seconds")}
+    configs["crf"].write_text("[output]\ncrf = 80\n")
+    configs["confidence"].write_text("[engines.flow]\nmin_confidence = 2\n")
+    configs["seconds"].write_text("[fill]\nseconds = nan\n")
     values = {"missing": tmp_path / "missing.mp4", "text": tmp_path / "text.mp4", "clip": cut_clip,
-              "out": tmp_path / "out.mp4", "tmp": tmp_path, "existing": tmp_path / "existing.mp4"}
-    result = sfi("fill", *[a.format(**values) for a in args], "--engine", "crossfade")
+              "out": tmp_path / "out.mp4", "tmp": tmp_path, "existing": tmp_path / "existing.mp4",
+              **{f"{name}_config": path for name, path in configs.items()}}
+    args = [a.format(**values) for a in args]
+    result = sfi(*(args if args[0] == "--config" else ["fill", *args]), "--engine", "crossfade")
     assert result.code != 0
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().splitlines()[-1].startswith("sfi")
     assert not (tmp_path / "out.mp4").exists() and (tmp_path / "existing.mp4").read_bytes() == b"keep me"
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_prompts_with_control_characters_and_bad_bytes_round_trip(cut_clip, tmp_path, sfi):
+    """Bytes that are not UTF-8 on the real command line become U+FFFD; control characters are kept. The recipe
+    fill writes parses back to the prompts it used, the manifest is JSON, and rendering that recipe finds the
+    same gaps (same prompts, same keys) in the work folder."""
+    out = tmp_path / "out.mp4"
+    prompt = b'tab\there, line\nbreak, bell\x07, del\x7f, \xc3\xa9t\xc3\xa9 "quoted" back\\slash, bad \xff\xfe end'
+    negative = b"no \x1b[31mred\r\x80"
+    result = subprocess.run([*SFI, "fill", str(cut_clip).encode(), b"-o", str(out).encode(), b"--engine", b"crossfade",
+                             b"--frames", b"3", b"--json", b"--prompt", prompt, b"--negative-prompt", negative],
+                            capture_output=True)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    expected = prompt.decode("utf-8", "replace")
+    assert "\ufffd\ufffd end" in expected and "\t" in expected and "\x7f" in expected
+    recipe_file = tmp_path / ".sfi-work" / "out.recipe.toml"
+    recipe = tomllib.loads(recipe_file.read_text(encoding="utf-8"))
+    assert [shot["transition"]["prompt"] for shot in recipe["shot"][:-1]] == [expected, expected]
+    assert recipe["defaults"]["negative_prompt"] == negative.decode("utf-8", "replace")
+    manifest = json.loads((tmp_path / "out.sfi.json").read_text(encoding="utf-8"))
+    assert [g["prompt"] for g in manifest["gaps"]] == [expected, expected]
+    assert json.loads(result.stdout)["gaps"][0]["negative_prompt"] == negative.decode("utf-8", "replace")
+
+    again = sfi("render", recipe_file, "-o", tmp_path / "again.mp4", "--json")
+    assert again.code == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["gaps_cached"] == 2 and [g["key"] for g in summary["gaps"]] == [g["key"] for g in manifest["gaps"]]
+
+
+def test_long_gaps_run_in_flat_memory(tmp_path, ffmpeg_exe):
+    """A 20000-frame transition (contact sheet included) takes no more memory than a 2000-frame one:
+    frames stream from the engine through the work folder into the output. Holding them would cost
+    20000 x 64x36x3 bytes = 138 MB more."""
+    from PIL import Image
+
+    clip = make_clip(tmp_path / "tiny.mp4", ffmpeg_exe, frames=40, cuts=(20,), size=(64, 36), audio=False)
+    peaks = {}
+    for frames in (2000, 20000):
+        out = tmp_path / f"out{frames}.mp4"
+        peaks[frames] = peak_rss_kib([*SFI, "fill", str(clip), "-o", str(out), "--engine", "crossfade",
+                                       "--frames", str(frames), "--sheet", str(tmp_path / f"sheet{frames}.png"), "-q"])
+        assert stream_facts(out)["frames"] == 40 + frames
+    assert peaks[20000] < 1.3 * peaks[2000], peaks
+    with Image.open(tmp_path / "sheet20000.png") as sheet:  # an even sample of at most 256 thumbnails (32 rows of 8)
+        assert sheet.width == 8 * 240 and 16 * 135 <= sheet.height <= 32 * 135

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import count_video_frames, textured_image
+from conftest import count_video_frames, peak_rss_kib, textured_image
 from sfi_cli.errors import SfiError
 from sfi_cli.ffmpeg import decode_frames
 from sfi_cli.output import parse_target, write_frames
@@ -122,6 +122,12 @@ def _bad_inputs(tmp_path, image_pair):
     truncated.write_bytes(first.read_bytes()[:200])
     broken_config = tmp_path / "broken.toml"
     broken_config.write_text("[output\nfps = 24\n")
+    bad_crf = tmp_path / "crf.toml"
+    bad_crf.write_text("[output]\ncrf = 60\n")
+    bad_preset = tmp_path / "preset.toml"
+    bad_preset.write_text("[output]\npreset = 'turbo'\n")
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (16385, 2)).save(huge)
     out = tmp_path / "out.mp4"
     return {
         "missing file": ([tmp_path / "nope.png", last, "-n", "3", "-o", out], "does not exist"),
@@ -132,17 +138,32 @@ def _bad_inputs(tmp_path, image_pair):
         "non-integer frames": ([first, last, "-n", "2.5", "-o", out], "not a valid integer"),
         "missing output folder": ([first, last, "-n", "3", "-o", tmp_path / "no" / "out.mp4"], "does not exist"),
         "output equals input": ([first, last, "-n", "3", "-o", first, "--force"], "also an input"),
-        "unknown engine": ([first, last, "-n", "3", "-o", out, "--engine", "magic"], "unknown engine"),
+        "unknown engine": ([first, last, "-n", "3", "-o", out, "--engine", "magic"],
+                           "--engine (config 'engine') must be one of auto, crossfade, flow, semfi, got 'magic'"),
         "unknown extension": ([first, last, "-n", "3", "-o", tmp_path / "out.avi"], "unknown output extension"),
         "bad size": ([first, last, "-n", "3", "-o", out, "--size", "wide"], "bad size"),
         "bad fps": ([first, last, "-n", "3", "-o", out, "--fps", "fast"], "bad frame rate"),
+        "nan fps": ([first, last, "-n", "3", "-o", out, "--fps", "nan"], "bad frame rate 'nan'"),
+        "huge size": ([first, last, "-n", "3", "-o", out, "--size", "100000x100000"],
+                      "size 100000x100000 is too large: sfi works on frames of at most 16384 pixels a side and 67 Mpx"),
+        "too many pixels": ([first, last, "-n", "3", "-o", out, "--size", "16000x9000"], "size 16000x9000 is too large"),
+        "huge image": ([huge, last, "-n", "3", "-o", out], "huge.png' of 16385x2 is too large"),
+        "inf cfg": ([first, last, "-n", "3", "-o", out, "--cfg", "inf"], "--cfg (config 'engines.semfi.cfg') must be"),
+        "zero steps": ([first, last, "-n", "3", "-o", out, "--steps", "0"], "--steps (config 'engines.semfi.steps') must be an integer of at least 1, got 0"),
+        "bad dtype": ([first, last, "-n", "3", "-o", out, "--dtype", "int8"], "'int8' is not one of"),
+        "crf out of range": (["--config", bad_crf, "interpolate", first, last, "-n", "3", "-o", out],
+                             "crf.toml:2: 'output.crf' must be an integer from 0 to 51, got 60"),
+        "unknown preset": (["--config", bad_preset, "interpolate", first, last, "-n", "3", "-o", out],
+                           "preset.toml:2: 'output.preset' must be one of ultrafast"),
         "broken config": (["--config", broken_config, "interpolate", first, last, "-n", "3", "-o", out], "broken.toml"),
     }
 
 
 BAD_INPUT_CASES = ["missing file", "not an image", "truncated image", "zero frames", "negative frames",
                    "non-integer frames", "missing output folder", "output equals input", "unknown engine",
-                   "unknown extension", "bad size", "bad fps", "broken config"]
+                   "unknown extension", "bad size", "bad fps", "broken config", "nan fps", "huge size",
+                   "too many pixels", "huge image", "inf cfg", "zero steps", "bad dtype", "crf out of range",
+                   "unknown preset"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)
@@ -174,3 +195,29 @@ def test_help_imports_no_heavy_library():
 def test_validation_rejects_pattern_without_number():
     with pytest.raises(SfiError):
         parse_target("frames/%s.png", inputs=[])
+
+
+def test_many_new_frames_stream_in_flat_memory(tmp_path, ffmpeg_exe):
+    """-n 20000 takes no more memory than -n 2000: the engine's frames go straight to the encoder."""
+    first, last = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(textured_image(64, 36, seed=3)).save(first)
+    Image.fromarray(textured_image(64, 36, seed=4)).save(last)
+    peaks = {}
+    for frames in (2000, 20000):
+        out = tmp_path / f"out{frames}.mp4"
+        peaks[frames] = peak_rss_kib([sys.executable, "-m", "sfi_cli", "interpolate", str(first), str(last), "-n",
+                                      str(frames), "-o", str(out), "--engine", "crossfade", "-q"])
+        assert count_video_frames(out, ffmpeg_exe) == frames + 2
+    assert peaks[20000] < 1.3 * peaks[2000], peaks
+
+
+def test_contact_sheet_keeps_an_even_sample_numbered_by_frame():
+    from sfi_cli.output import ContactSheet
+
+    sheet = ContactSheet(limit=8)
+    frames = [np.full((4, 8, 3), i % 256, np.uint8) for i in range(100)]
+    assert all(sheet.add(frame) is frame for frame in frames)  # every frame passes through untouched
+    numbers = [number for number, _ in sheet.thumbnails]
+    steps = {b - a for a, b in zip(numbers, numbers[1:])}
+    assert 4 <= len(numbers) <= 8 and numbers[0] == 1 and len(steps) == 1 and numbers[-1] + steps.pop() > 100
+    assert [np.asarray(t)[0, 0, 0] for _, t in sheet.thumbnails] == [(n - 1) % 256 for n in numbers]

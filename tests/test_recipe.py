@@ -92,6 +92,21 @@ def test_good_recipe_plans(project, sfi):
     ('duration = 10', 'duration = 10\nslowmo = 2', "'slowmo' applies to video shots", 11),
     ('path = "out.mp4"', 'path = "clip.mp4"', "is also an input", None),
     ('path = "out.mp4"', 'path = "out.mp4"\ncodec = "prores"', "codec prores cannot be written to 'out.mp4'", None),
+    ('fps = 25', 'fps = 25\nquality = 52', "'output.quality' (the h264 CRF) must be an integer from 0 to 51, got 52", 4),
+    ('fps = 25', 'fps = 25\nquality = -1\ncodec = "h265"', "(the h265 CRF) must be an integer from 0 to 51, got -1", 4),
+    ('path = "out.mp4"', 'path = "out.mov"\nquality = 4', "'output.quality' (the ProRes profile) must be an integer from 0 to 3, got 4", 3),
+    ('fps = 25', 'fps = 25\npreset = "fastest"', "'output.preset' must be one of ultrafast, superfast", 4),
+    ('fps = 25', 'fps = 25\nsize = "100000x100000"', "size 100000x100000 is too large: sfi works on frames of at most 16384", 4),
+    ('prompt = "a"', 'prompt = "a"\nengine = "magic"',
+     "'shot[0].transition.engine' must be one of auto, crossfade, flow, semfi, got 'magic'", 14),
+    ('frames = 6', 'frames = 6\nengine = "warp"', "'defaults.engine' must be one of auto, crossfade, flow, semfi, got 'warp'", 7),
+    ('seconds = 0.2', 'seconds = nan', "'shot[1].transition.seconds' must be an integer or a finite number, got nan", 21),
+    ('seconds = 0.2', 'seconds = inf', "'shot[1].transition.seconds' must be an integer or a finite number, got inf", 21),
+    ('seconds = 0.2', 'seconds = -inf', "got -inf", 21),
+    ('seconds = 0.2', 'seconds = -0.5', "zero-length transition", 21),
+    ('in = 10', 'in = inf', "'shot[1].in' must be an integer or a finite number or a string, got inf", 17),
+    ('duration = 10', 'duration = nan', "'shot[0].duration' must be", 10),
+    ('fps = 25', 'fps = inf', "'output.fps' must be", 3),
 ])
 def test_recipe_errors(project, sfi, old, new, message, line):
     assert old in GOOD
@@ -152,3 +167,24 @@ def test_example_video_recipes_plan(tmp_path, ffmpeg_exe, sfi, name, clip, frame
     assert result.code == 0, result.stderr
     assert "gap" in result.stdout or "slowmo" in result.stdout
     assert load_recipe(tmp_path / name).shots
+
+
+def test_render_engine_replaces_the_engines_a_recipe_names(project, sfi):
+    recipe = write(project, GOOD.replace('prompt = "a"', 'prompt = "a"\nengine = "flow"').replace(
+        "frames = 6", 'frames = 6\nengine = "flow"'))
+    result = sfi("render", recipe, "--dry-run", "--engine", "crossfade")
+    assert result.code == 0, result.stderr
+    gaps = [line for line in result.stdout.splitlines() if line.strip().startswith("gap ")]
+    assert len(gaps) == 2 and all("engine crossfade" in line for line in gaps), result.stdout
+    kept = sfi("render", recipe, "--dry-run")  # without --engine the recipe's own engine stands
+    assert kept.code == 0 and all("engine flow" in line for line in kept.stdout.splitlines() if line.strip().startswith("gap "))
+
+
+def test_too_large_image_shot_is_refused_before_any_work(project, sfi):
+    Image.new("RGB", (20000, 4)).save(project / "wide.png")
+    recipe = write(project, GOOD.replace('image = "a.png"', 'image = "wide.png"'))
+    result = sfi("render", recipe, "--engine", "crossfade")
+    assert result.code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{recipe}:8" in lines[0] and "20000x4 is too large" in lines[0], result.stderr
+    assert not (project / ".sfi-work").exists() and not (project / "out.mp4").exists()

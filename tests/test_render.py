@@ -161,3 +161,21 @@ def test_gaps_made_mid_splice_leave_one_line_each_on_a_terminal(capsys):
     shown = capsys.readouterr().out
     assert all(shown.count(f"gap {gap}/3: done in") == 1 for gap in (1, 2, 3))
     assert "splicing" in shown and "100/100" in shown
+
+
+def test_bad_values_are_refused_before_any_work(tmp_path, sfi):
+    crf = tmp_path / "crf.toml"
+    crf.write_text("[output]\ncrf = 52\n")
+    preset = tmp_path / "preset.toml"
+    preset.write_text("[output]\npreset = 'slowest'\n")
+    out = tmp_path / "day.mp4"
+    for args, message in [
+        (["render", RECIPES / "photo-sequence.toml", "-o", out, "--engine", "magic"],
+         "--engine (config 'engine') must be one of auto, crossfade, flow, semfi, got 'magic'"),
+        (["--config", crf, "render", RECIPES / "photo-sequence.toml", "-o", out], "crf.toml:2: 'output.crf' must be an integer from 0 to 51"),
+        (["--config", preset, "render", RECIPES / "photo-sequence.toml", "-o", out], "preset.toml:2: 'output.preset' must be one of"),
+    ]:
+        result = sfi(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.code != 0 and len(lines) == 1 and lines[0].startswith("sfi: error: ") and message in lines[0], result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["crf.toml", "preset.toml"]

@@ -159,7 +159,7 @@ def test_raw_run_matches_the_method_written_out(engine, pair):
 @pytest.mark.parametrize("new,expert", [(3, 1), (6, 2), (10, 2), (14, 3), (30, 4), (55, 5), (79, 6)])
 def test_exact_frame_count_at_source_size(engine, pair, new, expert):
     done = []
-    frames = engine.generate(*pair, new, prompt="a fox", seed=1, progress=lambda d, t: done.append((d, t)))
+    frames = list(engine.generate(*pair, new, prompt="a fox", seed=1, progress=lambda d, t: done.append((d, t))))
     assert len(frames) == new
     assert all(f.shape == (32, 48, 3) and f.dtype == np.uint8 for f in frames)
     assert engine.runtime()[1].active == expert
@@ -177,7 +177,7 @@ def colour_steps(sequence):
 @pytest.mark.parametrize("new", [12, 30])
 def test_seams_to_the_given_ends_show_no_jump(engine, pair, new):
     first, last = pair
-    steps = colour_steps([first] + engine.generate(first, last, new, seed=2) + [last])
+    steps = colour_steps([first, *engine.generate(first, last, new, seed=2), last])
     seams, inside = [steps[0], steps[-1]], steps[1:-1]
     raw = engine.generate_raw(first, last, new, seed=2)
     scaled = [delivery.resize(f, (48, 32)) for f in raw]
@@ -192,7 +192,7 @@ def test_drift_correction_on_a_known_colour_shift():
     times = np.linspace(0, 1, 17)
     ramp = [((1 - t) * first.astype(np.float32) + t * last.astype(np.float32)) for t in times]
     drifted = [np.clip(f + np.array([40, -20, -20]), 0, 255).astype(np.uint8) for f in ramp]
-    out = delivery.deliver(drifted, first, last, 15)  # 17 = 15 + 2: no retiming, only the correction
+    out = list(delivery.deliver(drifted, first, last, 15))  # 17 = 15 + 2: no retiming, only the correction
     steps = colour_steps([first] + out + [last])
     assert max(steps) < 2 * float(np.median(steps[1:-1])) + 0.5
     uncorrected = colour_steps([first] + drifted[1:-1] + [last])
@@ -208,17 +208,17 @@ def test_retimed_frames_move_evenly():
         return frame
 
     model = [bar(10 + 4 * j) for j in range(17)]
-    out = delivery.deliver(model, model[0], model[-1], 12)
+    out = list(delivery.deliver(model, model[0], model[-1], 12))
     centres = [np.nonzero(f[3, :, 0] > 150)[0].mean() for f in out]
     expected = [16 + 64 * (i + 1) / 13 for i in range(12)]
     assert np.allclose(centres, expected, atol=1.0), centres
 
 
 def test_expert_switches_do_not_change_a_gaps_result(engine, pair, wan):
-    before = engine.generate(*pair, 3, prompt="a fox", seed=4)
+    before = list(engine.generate(*pair, 3, prompt="a fox", seed=4))
     engine.generate(*pair, 30, prompt="a fox", seed=4)  # another expert in between
     engine.generate(*pair, 79, seed=9)
-    after = engine.generate(*pair, 3, prompt="a fox", seed=4)
+    after = list(engine.generate(*pair, 3, prompt="a fox", seed=4))
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     fresh = SemFiEngine(model_dir=str(wan.model_dir), lora=str(wan.lora), **ENGINE_SETTINGS)
     assert all(np.array_equal(a, b) for a, b in zip(before, fresh.generate(*pair, 3, prompt="a fox", seed=4)))
@@ -250,7 +250,7 @@ def test_nothing_touches_the_network(wan, pair, monkeypatch):
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFSYNTH_SKIP_DOWNLOAD"):
         monkeypatch.delenv(name, raising=False)
     fresh = SemFiEngine(model_dir=str(wan.model_dir), lora=str(wan.lora), **ENGINE_SETTINGS)
-    assert len(fresh.generate(*pair, 2, prompt="a cat")) == 2
+    assert len(list(fresh.generate(*pair, 2, prompt="a cat"))) == 2
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 

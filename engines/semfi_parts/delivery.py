@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -78,12 +78,11 @@ def between(earlier: np.ndarray, later: np.ndarray, t: float) -> np.ndarray:
     return dissolve(earlier, later, t) if field is None else in_between(field, earlier, later, t)
 
 
-def deliver(model_frames: list[np.ndarray], first: np.ndarray, last: np.ndarray, count: int) -> list[np.ndarray]:
-    """Exactly ``count`` evenly timed in-betweens at the size of ``first``/``last``."""
+def deliver(model_frames: list[np.ndarray], first: np.ndarray, last: np.ndarray, count: int) -> Iterator[np.ndarray]:
+    """Exactly ``count`` evenly timed in-betweens at the size of ``first``/``last``, one at a time
+    (a long gap is far more frames than the model made)."""
     frame = corrected_frames(model_frames, first, last)
-    result = []
     for position in frame_positions(count, len(model_frames)):
         whole = int(np.floor(position + 1e-9))
         fraction = float(position - whole)
-        result.append(frame(whole) if fraction < 1e-9 else between(frame(whole), frame(whole + 1), fraction))
-    return result
+        yield frame(whole) if fraction < 1e-9 else between(frame(whole), frame(whole + 1), fraction)
