@@ -42,6 +42,7 @@ SCHEMA: dict[str, Key] = {
     "detect.downscale": Key((int,), 0, minimum=0),
     "fill.seconds": Key((int, float), 1.0, minimum=0),
     "fill.mode": Key((str,), "insert", ("insert", "replace")),
+    "fill.audio": Key((str,), "crossfade", ("crossfade", "silence")),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),
     "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0),
     "engines.semfi.model_dir": Key((str,), ""),

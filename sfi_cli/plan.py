@@ -10,7 +10,7 @@ frame is decoded or generated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,9 +23,10 @@ from sfi_cli.timecode import format_rate, format_timecode
 # swscale's names for the YUV matrix of each colour space ffmpeg reports.
 SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170m", "fcc": "fcc",
                     "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
-CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores"}
+CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}
 TEXT_SUBTITLES = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}  # can become mov_text
-CODEC_SUFFIXES = {"h264": (".mp4", ".mov"), "h265": (".mp4", ".mov"), "prores": (".mov",)}
+CODEC_SUFFIXES = {"h264": (".mp4", ".mov", ".mkv"), "h265": (".mp4", ".mov", ".mkv"), "prores": (".mov", ".mkv")}
+CROSSFADE_SECONDS = 0.2  # the crossfade between the two sides' sound in the middle of an inserted transition
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,15 @@ class AudioPiece:
 
     source: str | None
     track: int
-    start_sample: int
+    start_sample: int  # may be negative, or run past the track's end: those samples are silence
     samples: int
+    overlap: int = 0  # samples at its start that are crossfaded with the end of the piece before it
 
 
 @dataclass(frozen=True)
 class AudioTrack:
-    """One output audio stream: its format and the pieces that make it, in order."""
+    """One output audio stream: its format and the pieces that make it, in order (its length is the pieces'
+    samples less their overlaps)."""
 
     sample_rate: int
     layout: str
@@ -183,7 +186,7 @@ def output_codec(output: Path, wanted: str | None) -> str:
     suffix = output.suffix.lower()
     codec = wanted or CODEC_BY_SUFFIX.get(suffix)
     if codec is None:
-        raise SfiError(f"output '{output}' must end in .mp4 or .mov")
+        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv")
     if suffix not in CODEC_SUFFIXES[codec]:
         raise SfiError(f"codec {codec} cannot be written to '{output.name}': use {' or '.join(CODEC_SUFFIXES[codec])}")
     return codec
@@ -381,37 +384,57 @@ def _transition_frames(spec: TransitionSpec, rate: Fraction) -> int:
 
 
 def _audio_tracks(plan: Plan, shots: list[_Shot], lengths: list[int], suffix: str) -> list[AudioTrack]:
-    """Per audio track: each video shot's own sound over its whole range, silence under stills, slow motion
-    and inserted transitions (replace transitions lie over sound that keeps playing)."""
+    """Per audio track: each video shot's own sound over its whole range (replace transitions lie over sound
+    that keeps playing), silence under stills and slow motion. Under an inserted transition the outgoing
+    shot's sound runs on for the first half and the incoming shot's sound leads in for the second half,
+    joined by a short crossfade (``audio = "silence"``: silence there instead). Source samples are placed by
+    each audio stream's own start, so a track that starts later (or earlier) than the video keeps that
+    relation; sound from before a track's first sample is silence."""
     videos = [s for s in plan.sources.values() if s.info]
     count = max((len(s.info.audio) for s in videos), default=0)
     tracks = []
     for track in range(count):
         model: AudioStream = next(s.info.audio[track] for s in videos if len(s.info.audio) > track)
-        layout = model.layout
-        runs: list[tuple[str | None, int, int]] = []  # (source, start frame or 0, frames)
+        rate = model.sample_rate
+        pieces: list[AudioPiece] = []
+        done = 0  # output frames laid out so far
+        lead_in: tuple[int, int] | None = None  # (samples to start early, crossfade) after a crossfaded transition
         for shot, length in zip(shots, lengths):
-            has_track = shot.source.info is not None and len(shot.source.info.audio) > track
             frames = shot.frames + (shot.frames - 1) * (shot.spec.slowmo - 1)
-            runs.append((shot.source.key, shot.start, frames) if has_track and shot.spec.slowmo == 1 else (None, 0, frames))
-            if shot.spec.transition and shot.spec.transition.mode == "insert":
-                runs.append((None, 0, length))
-        pieces, done = [], 0
-        for source, start, frames in runs:
-            first, end = _sample(done, model.sample_rate, plan.rate), _sample(done + frames, model.sample_rate, plan.rate)
-            start_sample = 0
-            if source is not None:
-                info = plan.sources[source].info
-                start_sample = _sample(start, model.sample_rate, plan.rate, info.start_offset)
-            pieces.append(AudioPiece(source, track, start_sample, end - first))
+            samples = _sample(done + frames, rate, plan.rate) - _sample(done, rate, plan.rate)
+            has_track = shot.source.info is not None and len(shot.source.info.audio) > track
+            if has_track and shot.spec.slowmo == 1:
+                stream = shot.source.info.audio[track]
+                piece = AudioPiece(shot.source.key, track, _sample(shot.start, rate, plan.rate, -stream.start_offset), samples)
+            else:
+                piece = AudioPiece(None, track, 0, samples)
+            if lead_in:
+                early, overlap = lead_in
+                piece = replace(piece, start_sample=piece.start_sample - early, samples=piece.samples + early,
+                                overlap=overlap)
+                lead_in = None
+            pieces.append(piece)
             done += frames
+            transition = shot.spec.transition
+            if transition and transition.mode == "insert":
+                gap = _sample(done + length, rate, plan.rate) - _sample(done, rate, plan.rate)
+                if transition.audio == "silence":
+                    pieces.append(AudioPiece(None, track, 0, gap))
+                else:
+                    overlap = min(gap, round(CROSSFADE_SECONDS * rate))
+                    run_on = gap // 2 + overlap // 2
+                    pieces[-1] = replace(pieces[-1], samples=pieces[-1].samples + run_on)
+                    lead_in = (gap + overlap - run_on, overlap)
+                done += length
+        pieces = [piece if piece.source is None or piece.start_sample + piece.samples > 0
+                  else replace(piece, source=None, start_sample=0) for piece in pieces]
         codec = _audio_codec(suffix, plan.sources, pieces)
-        whole = (len(pieces) > 0 and all(p.source == pieces[0].source for p in pieces)
+        whole = (len(pieces) > 0 and all(p.source == pieces[0].source and not p.overlap for p in pieces)
                  and pieces[0].source is not None and _contiguous(plan, pieces, shots))
         copy_from = (pieces[0].source, track) if whole and codec == "copy" else None
         if codec == "copy" and copy_from is None:
-            codec = "aac" if suffix == ".mp4" else "pcm_s24le"
-        tracks.append(AudioTrack(model.sample_rate, layout, codec, model.language, pieces, copy_from))
+            codec = REBUILT_AUDIO[suffix]
+        tracks.append(AudioTrack(rate, model.layout, codec, model.language, pieces, copy_from))
     return tracks
 
 
@@ -422,14 +445,18 @@ def _sample(frame: int, sample_rate: int, rate: Fraction, offset: Fraction = Fra
 # Audio codecs each container takes as they are.
 COPYABLE_AUDIO = {".mp4": {"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac"},
                   ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be",
-                           "pcm_f32le"}}
+                           "pcm_f32le"},
+                  ".mkv": {"aac", "mp3", "mp2", "ac3", "eac3", "dts", "truehd", "opus", "vorbis", "flac", "alac",
+                           "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_s16be"}}
+# The codec of an audio track that is rebuilt from pieces: AAC where the container is for delivery, PCM in .mov.
+REBUILT_AUDIO = {".mp4": "aac", ".mov": "pcm_s24le", ".mkv": "aac"}
 
 
 def _audio_codec(suffix: str, sources: dict[str, Source], pieces: list[AudioPiece]) -> str:
     used = {sources[p.source].info.audio[p.track].codec for p in pieces if p.source}
     if len(used) == 1 and used <= COPYABLE_AUDIO[suffix]:
         return "copy"
-    return "aac" if suffix == ".mp4" else "pcm_s24le"
+    return REBUILT_AUDIO[suffix]
 
 
 def _contiguous(plan: Plan, pieces: list[AudioPiece], shots: list[_Shot]) -> bool:

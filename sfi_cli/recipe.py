@@ -28,6 +28,7 @@ from sfi_cli.tomlfile import dotted, read_toml, where
 CODECS = ("h264", "h265", "prores")
 MODES = ("insert", "replace")
 AUDIO = ("shots", "none")
+TRANSITION_AUDIO = ("crossfade", "silence")  # what is heard under an inserted transition
 POSITION = Key((int, float, str), None)
 
 OUTPUT_KEYS = {
@@ -38,7 +39,7 @@ OUTPUT_KEYS = {
 TRANSITION_KEYS = {
     "frames": Key((int,), None), "seconds": Key((int, float), None), "prompt": Key((str,), ""),
     "negative_prompt": Key((str,), ""), "engine": Key((str,), None), "seed": Key((int,), 0),
-    "mode": Key((str,), "insert", MODES),
+    "mode": Key((str,), "insert", MODES), "audio": Key((str,), "crossfade", TRANSITION_AUDIO),
 }
 DEFAULTS_KEYS = {**TRANSITION_KEYS, "image_duration": POSITION}
 SHOT_KEYS = {
@@ -60,6 +61,7 @@ class TransitionSpec:
     seed: int
     mode: str
     where: str
+    audio: str = "crossfade"  # under an inserted transition: the two sides' sound crossfaded, or silence
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
                                     f"(here or in [defaults])")
     return TransitionSpec(length, merged.get("prompt", ""), merged.get("negative_prompt", ""), merged.get("engine"),
                           merged.get("seed", 0), merged.get("mode", "insert"), reader.where(length_path + (
-                              ("frames",) if "frames" in merged else ("seconds",))))
+                              ("frames",) if "frames" in merged else ("seconds",))), merged.get("audio", "crossfade"))
 
 
 def toml_string(value: str) -> str:
@@ -245,14 +247,15 @@ def toml_string(value: str) -> str:
 
 def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mode: str, output: str,
                     header: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
-                    engine: str | None = None) -> str:
+                    engine: str | None = None, audio: str = "crossfade") -> str:
     """A recipe joining the shots between ``cuts`` (``detect.Cut``s) with one transition per cut.
 
     This is what ``sfi detect --recipe`` writes for the editor to fill in, and what
     ``sfi fill`` renders.
     """
     defaults = [f"mode = {toml_string(mode)}  # insert: add frames at each cut; replace: overwrite frames around it",
-                f"seed = {seed}"]
+                f"seed = {seed}",
+                f"audio = {toml_string(audio)}  # under inserted transitions: crossfade (both sides' sound) or silence"]
     if engine:
         defaults.append(f"engine = {toml_string(engine)}")
     if negative_prompt:

@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from sfi_cli.ffmpeg import VideoWriter
-from sfi_cli.plan import AudioTrack, Plan
+from sfi_cli.plan import AudioPiece, AudioTrack, Plan
 
 FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, so cuts do not click
 
@@ -49,36 +49,60 @@ def _tagged(stream, plan: Plan):
     return stream.filter("setparams", **tags)
 
 
-def _audio(ffmpeg_lib, track: AudioTrack, inputs: dict) -> object:
-    """One output audio stream from its pieces: sample-exact trims of sources and silences, joined."""
-    parts = []
+def _silences(ffmpeg_lib, tracks: list[AudioTrack]) -> dict[tuple[int, str], object]:
+    """Per sample rate and layout, one silence source split into as many branches as the tracks have silent
+    pieces (ffmpeg-python would merge identical sources, even of different tracks, into one node otherwise)."""
+    counts: dict[tuple[int, str], int] = {}
+    for track in tracks:
+        key = (track.sample_rate, track.layout)
+        counts[key] = counts.get(key, 0) + sum(1 for p in track.pieces if p.source is None and p.samples > 0)
+    branches = {}
+    for (rate, layout), count in counts.items():
+        if count:
+            silence = ffmpeg_lib.input(f"anullsrc=r={rate}:cl={layout}", f="lavfi")
+            split = silence.filter_multi_output("asplit", count) if count > 1 else None
+            branches[(rate, layout)] = iter([split.stream(i) for i in range(count)] if split else [silence])
+    return branches
+
+
+def _audio(ffmpeg_lib, track: AudioTrack, inputs: dict, silences: dict[tuple[int, str], object]) -> object:
+    """One output audio stream from its pieces: sample-exact trims of sources and silences, joined end to end
+    or, where a piece overlaps the one before, by an equal-power crossfade (room tone does not dip)."""
     pieces = [p for p in track.pieces if p.samples > 0]
-    silences = sum(1 for p in pieces if p.source is None)
-    if silences:
-        # One silence source split into as many branches as there are silent pieces
-        # (ffmpeg-python would merge identical sources into one node otherwise).
-        silence = ffmpeg_lib.input(f"anullsrc=r={track.sample_rate}:cl={track.layout}", f="lavfi")
-        if silences > 1:
-            split = silence.filter_multi_output("asplit", silences)
-            branches = iter([split.stream(i) for i in range(silences)])
-        else:
-            branches = iter([silence])
+    branches = silences.get((track.sample_rate, track.layout))
+    runs: list[tuple[int, list]] = []  # (crossfade into it, parts joined end to end)
     for index, piece in enumerate(pieces):
         if piece.source is None:
-            parts.append(next(branches).filter("atrim", end_sample=piece.samples))
-            continue
-        part = (inputs[piece.source][f"a:{piece.track}"]
-                .filter("atrim", start_sample=piece.start_sample, end_sample=piece.start_sample + piece.samples)
-                .filter("asetpts", "PTS-STARTPTS")
-                .filter("aformat", sample_rates=track.sample_rate, channel_layouts=track.layout)
-                .filter("apad", whole_len=piece.samples))
-        fade = min(round(FADE_SECONDS * track.sample_rate), piece.samples // 2)
-        if fade and index > 0 and pieces[index - 1].source is None:
-            part = part.filter("afade", t="in", start_sample=0, nb_samples=fade)
-        if fade and index + 1 < len(pieces) and pieces[index + 1].source is None:
-            part = part.filter("afade", t="out", start_sample=piece.samples - fade, nb_samples=fade)
-        parts.append(part)
-    return parts[0] if len(parts) == 1 else ffmpeg_lib.concat(*parts, v=0, a=1)
+            part = next(branches).filter("atrim", end_sample=piece.samples)
+        else:
+            part = _source_piece(inputs[piece.source][f"a:{piece.track}"], piece, track)
+            fade = min(round(FADE_SECONDS * track.sample_rate), piece.samples // 2)
+            if fade and index > 0 and pieces[index - 1].source is None and not piece.overlap:
+                part = part.filter("afade", t="in", start_sample=0, nb_samples=fade)
+            if fade and index + 1 < len(pieces) and pieces[index + 1].source is None and not pieces[index + 1].overlap:
+                part = part.filter("afade", t="out", start_sample=piece.samples - fade, nb_samples=fade)
+        if piece.overlap or not runs:
+            runs.append((piece.overlap, [part]))
+        else:
+            runs[-1][1].append(part)
+    joined = None
+    for overlap, parts in runs:
+        run = parts[0] if len(parts) == 1 else ffmpeg_lib.concat(*parts, v=0, a=1)
+        joined = run if joined is None else ffmpeg_lib.filter([joined, run], "acrossfade", ns=overlap,
+                                                              c1="qsin", c2="qsin")
+    return joined
+
+
+def _source_piece(stream, piece: AudioPiece, track: AudioTrack):
+    """``piece.samples`` samples of a source track from ``piece.start_sample``; what lies before the track's
+    first sample or after its last is silence."""
+    early = max(0, -piece.start_sample)
+    part = (stream.filter("atrim", start_sample=piece.start_sample + early, end_sample=piece.start_sample + piece.samples)
+            .filter("asetpts", "PTS-STARTPTS")
+            .filter("aformat", sample_rates=track.sample_rate, channel_layouts=track.layout))
+    if early:
+        part = part.filter("adelay", delays=f"{early}S", all=1)
+    return part.filter("apad", whole_len=piece.samples)
 
 
 def subtitle_retiming(shifts: list[tuple[Fraction, Fraction]]) -> str | None:
@@ -101,14 +125,19 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
         raw.update({"display_rotation:v:0": plan.primary.info.rotation, "noautorotate": None})
     streams = [_tagged(ffmpeg_lib.input("pipe:", **raw).video, plan)]
     options: dict[str, object] = {**video_options(plan), "r": rate}
-    inputs = {key: ffmpeg_lib.input(str(source.path)) for key, source in plan.sources.items() if source.info}
+    # Each source's streams are timed from its video's first frame (ffmpeg counts from the file's start), so
+    # copied audio and subtitles keep their relation to the picture.
+    inputs = {key: ffmpeg_lib.input(str(source.path), **({"itsoffset": f"{-float(source.info.start_offset):.6f}"}
+                                                         if source.info.start_offset else {}))
+              for key, source in plan.sources.items() if source.info}
+    silences = _silences(ffmpeg_lib, [track for track in plan.audio if not track.copy_from])
     for index, track in enumerate(plan.audio):
         if track.copy_from:
             source, number = track.copy_from
             streams.append(inputs[source][f"a:{number}"])
             options[f"c:a:{index}"] = "copy"
         else:
-            streams.append(_audio(ffmpeg_lib, track, inputs))
+            streams.append(_audio(ffmpeg_lib, track, inputs, silences))
             options[f"c:a:{index}"] = track.codec
             if track.codec == "aac":
                 options[f"b:a:{index}"] = "256k"

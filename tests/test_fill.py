@@ -172,7 +172,7 @@ def test_variable_frame_rate_becomes_constant(tmp_path, ffmpeg_exe, sfi):
     (["{clip}", "-o", "{out}", "--min-scene-len", "12:xx"], "bad timecode"),
     (["{clip}", "-o", "{clip}"], "is the input video"),
     (["{clip}", "-o", "{tmp}/no/such/folder/out.mp4"], "does not exist"),
-    (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4 or .mov"),
+    (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4, .mov or .mkv"),
     (["{clip}", "-o", "{existing}"], "already exists; pass --force"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(cut_clip, tmp_path, sfi, args, message):
