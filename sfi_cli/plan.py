@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sfi_cli.errors import SfiError
-from sfi_cli.probe import AudioStream, MediaInfo, SubtitleStream, probe
+from sfi_cli.probe import Attachment, AudioStream, Chapter, MediaInfo, SubtitleStream, probe
 from sfi_cli.recipe import Recipe, ShotSpec, TransitionSpec
 from sfi_cli.timecode import format_rate, format_timecode
 
@@ -25,6 +25,7 @@ SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170
                     "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
 CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}
 TEXT_SUBTITLES = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}  # can become mov_text
+STYLED_SUBTITLES = {"ass", "ssa"}  # their styling is lost when they become mov_text
 CODEC_SUFFIXES = {"h264": (".mp4", ".mov", ".mkv"), "h265": (".mp4", ".mov", ".mkv"), "prores": (".mov", ".mkv")}
 CROSSFADE_SECONDS = 0.2  # the crossfade between the two sides' sound in the middle of an inserted transition
 
@@ -125,6 +126,8 @@ class Plan:
     subtitle_shifts: list[tuple[Fraction, Fraction]]  # (source time, seconds inserted there)
     recipe: Path
     warnings: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # of the primary source, copied (.mkv only)
+    chapters: list[Chapter] = field(default_factory=list)  # of the primary source, moved past inserted transitions
 
     @property
     def color_range(self) -> str:
@@ -469,23 +472,60 @@ def _contiguous(plan: Plan, pieces: list[AudioPiece], shots: list[_Shot]) -> boo
             and all(a[1] == b[0] for a, b in zip(frames, frames[1:])))
 
 
+def subtitle_codec(suffix: str, codec: str) -> str | None:
+    """What a subtitle track of ``codec`` becomes in a ``suffix`` file: "copy", the codec it is converted to,
+    or None when the container cannot carry it (picture subtitles in .mp4/.mov)."""
+    if suffix == ".mkv":
+        return "srt" if codec == "mov_text" else "copy"  # Matroska takes every kind but mov_text
+    if codec not in TEXT_SUBTITLES:
+        return None
+    return "copy" if codec == "mov_text" else "mov_text"
+
+
 def _subtitles(plan: Plan, shots: list[_Shot], lengths: list[int], one_source: bool) -> None:
-    """Subtitles follow when the timeline is its one video start to end in order (as ``sfi fill`` makes it)."""
-    if plan.primary is None or not plan.primary.info.subtitles:
+    """Subtitles and chapters follow when the timeline is its one video start to end in order (as ``sfi fill``
+    makes it), moved later by the transitions inserted before them; attachments (fonts) always follow into
+    .mkv. Whatever the output container cannot hold as it is, is said in a warning."""
+    if plan.primary is None:
         return
     info = plan.primary.info
+    suffix = plan.output.suffix.lower()
+    name = info.path.name
+    if info.attachments and suffix == ".mkv":
+        plan.attachments = list(info.attachments)
+    elif info.attachments:
+        plan.warnings.append(f"the {len(info.attachments)} attachment(s) of '{name}' "
+                             f"({', '.join(a.filename for a in info.attachments)}) are left out: {suffix} cannot "
+                             f"carry attachments; write .mkv to keep them")
+    if not info.subtitles and not info.chapters:
+        return
     whole = (one_source and all(s.spec.slowmo == 1 for s in shots) and shots[0].start == 0
              and shots[-1].stop == info.frame_count and all(a.stop == b.start for a, b in zip(shots, shots[1:])))
     if not whole:
-        plan.warnings.append(f"subtitles of '{info.path.name}' are left out: they are kept only when the timeline "
+        kept = " and ".join(what for what, has in (("subtitles", info.subtitles), ("chapters", info.chapters)) if has)
+        plan.warnings.append(f"{kept} of '{name}' are left out: they are kept only when the timeline "
                              f"plays that one video start to end in order")
         return
-    plan.subtitles = [s for s in info.subtitles if s.codec in TEXT_SUBTITLES]
-    plan.warnings += [f"subtitle track {s.index} of '{info.path.name}' ({s.codec}) is a picture format that .mp4/.mov "
-                      f"cannot carry; left out" for s in info.subtitles if s.codec not in TEXT_SUBTITLES]
     plan.subtitle_shifts = [(Fraction(shot.stop) / plan.rate, Fraction(length) / plan.rate)
                             for shot, length in zip(shots, lengths)
                             if shot.spec.transition and shot.spec.transition.mode == "insert"]
+    plan.subtitles = [s for s in info.subtitles if subtitle_codec(suffix, s.codec)]
+    for subtitle in info.subtitles:
+        codec = subtitle_codec(suffix, subtitle.codec)
+        if codec is None:
+            plan.warnings.append(f"subtitle track {subtitle.index} of '{name}' ({subtitle.codec}) is a picture format "
+                                 f"that {suffix} cannot carry; left out (write .mkv to keep it)")
+        elif subtitle.codec in STYLED_SUBTITLES and codec != "copy":
+            plan.warnings.append(f"subtitle track {subtitle.index} of '{name}' ({subtitle.codec}) becomes {codec} in "
+                                 f"{suffix}, which loses its styling (fonts, colours, positions); write .mkv to keep it")
+    plan.chapters = [replace(c, start=c.start + _inserted_before(plan, c.start), end=c.end + _inserted_before(plan, c.end))
+                     for c in info.chapters]
+
+
+def _inserted_before(plan: Plan, time: Fraction) -> Fraction:
+    """Seconds of inserted transitions before source ``time`` (one at exactly ``time`` counts: what starts at
+    a cut starts after its transition)."""
+    return sum((by for at, by in plan.subtitle_shifts if at <= time), Fraction(0))
 
 
 def describe(plan: Plan) -> list[str]:
@@ -514,7 +554,8 @@ def describe(plan: Plan) -> list[str]:
             lines.append(f"  gap {gap.index + 1:<4} {gap.count} new frames, {gap.mode}, engine {gap.engine}, "
                          f"{expert_text(gap)}  [{gap.label}]" + (f" prompt: {gap.prompt!r}" if gap.prompt else ""))
     lines.append(f"{len(plan.gaps)} gaps, {plan.generated_frames} generated frames; audio tracks: {len(plan.audio)}; "
-                 f"subtitle tracks: {len(plan.subtitles)}")
+                 f"subtitle tracks: {len(plan.subtitles)}; attachments: {len(plan.attachments)}; "
+                 f"chapters: {len(plan.chapters)}")
     return lines
 
 

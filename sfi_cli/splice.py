@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from sfi_cli.ffmpeg import VideoWriter
-from sfi_cli.plan import AudioPiece, AudioTrack, Plan
+from sfi_cli.plan import AudioPiece, AudioTrack, Plan, subtitle_codec
 
 FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, so cuts do not click
 
@@ -146,14 +146,25 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
     retime = subtitle_retiming(plan.subtitle_shifts)
     for index, subtitle in enumerate(plan.subtitles):
         streams.append(inputs[plan.primary.key][f"s:{subtitle.index}"])
-        options[f"c:s:{index}"] = "copy" if subtitle.codec == "mov_text" else "mov_text"
+        options[f"c:s:{index}"] = subtitle_codec(plan.output.suffix.lower(), subtitle.codec)
         if retime:
             options[f"bsf:s:{index}"] = retime
         if subtitle.language:
             options[f"metadata:s:s:{index}"] = f"language={subtitle.language}"
+    for index, attachment in enumerate(plan.attachments):
+        streams.append(inputs[plan.primary.key][f"t:{attachment.index}"])
+        options[f"c:t:{index}"] = "copy"
     if plan.primary and plan.primary.info.timecode:
         options["timecode"] = plan.primary.info.timecode
     args = ffmpeg_lib.output(*streams, str(partial), **options).get_args()
+    positions = [i for i, arg in enumerate(args) if arg == "-i"]
+    # Chapters only as the plan has them (ffmpeg would copy a source's own, unmoved, by default), read from
+    # an ffmetadata text handed over inline.
+    if plan.chapters:
+        args[positions[-1] + 2:positions[-1] + 2] = ["-f", "ffmetadata", "-i", _chapters_input(plan)]
+        args[-1:-1] = ["-map_chapters", str(len(positions))]
+    else:
+        args[-1:-1] = ["-map_chapters", "-1"]
     if plan.primary:
         # Global metadata (creation time, ...) from the primary source, found by its input number
         # (added as an input of its own when none of its streams is used).
@@ -164,6 +175,23 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
             inputs_in_order.append(str(plan.primary.path))
         args[-1:-1] = ["-map_metadata", str(inputs_in_order.index(str(plan.primary.path)))]
     return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args]
+
+
+def _chapters_input(plan: Plan) -> str:
+    """The plan's chapters as an ffmetadata document in a data: URL (no file to leave behind)."""
+    import base64
+
+    def escaped(text: str) -> str:
+        return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
+
+    lines = [";FFMETADATA1"]
+    for chapter in plan.chapters:
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000000", f"START={round(chapter.start * 1_000_000)}",
+                  f"END={round(chapter.end * 1_000_000)}"]
+        if chapter.title is not None:
+            lines.append(f"title={escaped(chapter.title)}")
+    text = "\n".join(lines) + "\n"
+    return "data:text/plain;base64," + base64.b64encode(text.encode()).decode()
 
 
 class SpliceWriter(VideoWriter):
