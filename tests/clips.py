@@ -224,3 +224,29 @@ def make_stream_clip(path: Path, ffmpeg: str, *, audio_offsets: tuple[float, ...
         command += ["-c:s", "ass" if path.suffix == ".mkv" else "mov_text"]
     subprocess.run([*command, str(path)], check=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def late_audio_clip(tmp_path_factory) -> Path:
+    """Two audio tracks starting 0.3 s and 0.12 s after the video (a cut at frame 25 of 50)."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_stream_clip(tmp_path_factory.mktemp("clips") / "late.mp4", find_ffmpeg(), audio_offsets=(0.3, 0.12))
+
+
+@pytest.fixture(scope="session")
+def early_audio_clip(tmp_path_factory) -> Path:
+    """An audio track starting 0.2 s before the video."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_stream_clip(tmp_path_factory.mktemp("clips") / "early.mp4", find_ffmpeg(), audio_offsets=(0.0,),
+                            video_offset=0.2)
+
+
+@pytest.fixture(scope="session")
+def matroska_clip(tmp_path_factory) -> Path:
+    """A .mkv with ASS subtitles, a font attachment and two chapters (split at the cut)."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_stream_clip(tmp_path_factory.mktemp("clips") / "styled.mkv", find_ffmpeg(), audio_offsets=(0.0,),
+                            ass=True, font=True, chapters=True)
