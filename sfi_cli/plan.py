@@ -2,8 +2,8 @@
 
 ``make_plan`` probes the media, fixes the output's rate, size and formats, and lays
 the timeline out as a list of segments (footage ranges, held stills, generated
-gaps) plus, per audio track, a list of pieces (source ranges or silence) of exactly
-the same length. Every check that needs the media (ranges inside clips, shots long
+gaps) plus, per audio track, a list of pieces (source ranges or silence, some
+crossfaded into the one before) of exactly the same length. Every check that needs the media (ranges inside clips, shots long
 enough for ``replace`` transitions, lengths above zero) happens here, before any
 frame is decoded or generated.
 """

@@ -1,9 +1,9 @@
 """Recipes: a timeline of shots and the transitions between them, as TOML.
 
     [output]            path, fps, size, fit, codec, quality, preset, audio
-    [defaults]          frames | seconds, prompt, negative_prompt, engine, seed, mode, image_duration
+    [defaults]          frames | seconds, prompt, negative_prompt, engine, seed, mode, audio, image_duration
     [[shot]]            image = "a.png" (+ duration)  or  video = "b.mp4" (+ in, out | duration, slowmo)
-    [shot.transition]   into the next shot: frames | seconds, prompt, negative_prompt, engine, seed, mode
+    [shot.transition]   into the next shot: frames | seconds, prompt, negative_prompt, engine, seed, mode, audio
 
 Everything is checked here, before any work: TOML syntax, unknown keys, types,
 positions, lengths, and that every media file exists; each complaint names the file,

@@ -7,10 +7,11 @@ takes a detour through RGB.
 
 This is the only module that imports ffmpeg-python (unmaintained since 2019: keep it
 here). Raw frames arrive on stdin at the output rate; audio tracks are rebuilt from
-sample-exact pieces of the sources (or copied untouched when the timeline plays a
-source's sound start to end); subtitles are copied, retimed past inserted
-transitions; colour tags, rotation, start timecode and global metadata follow the
-primary source.
+sample-exact pieces of the sources, joined end to end or crossfaded (or copied untouched
+when the timeline plays a source's sound start to end); subtitles are copied, retimed
+past inserted transitions, and so are chapters; attachments are copied; colour tags,
+rotation, start timecode and global metadata follow the primary source. Every source is
+timed from its video's first frame, so each stream keeps its offset from the picture.
 """
 
 from __future__ import annotations
