@@ -61,9 +61,9 @@ def heard_at(path, track: int, offset: float, source_time: float, within: tuple[
 @pytest.mark.parametrize("mode", ["insert", "replace"])
 @pytest.mark.parametrize("clip, offsets", [("late_audio_clip", (0.3, 0.12)), ("early_audio_clip", (-0.2,))])
 def test_every_audio_track_keeps_its_offset_from_the_video(request, tmp_path, sfi, mode, clip, offsets):
-    """A track that starts 0.3 s after the video still plays each sound 0.3 s after... i.e. at the same place
-    relative to the picture (within 1 ms), before and after an inserted transition, in both modes. A track
-    that starts before the video loses only the sound before the first frame."""
+    """Each track plays each sound at the same place relative to the picture as in the source (within 1 ms),
+    before and after an inserted transition, in both modes: a track that starts 0.3 s after the video still
+    does; a track that starts before the video loses only the sound before the first frame."""
     out = tmp_path / f"{mode}.mp4"
     fill(sfi, request.getfixturevalue(clip), out, "--mode", mode)
     shift = INSERTED if mode == "insert" else 0.0
@@ -170,3 +170,13 @@ def test_detect_recipe_keeps_the_matroska_container(matroska_clip, tmp_path, sfi
     result = sfi("detect", matroska_clip, "--recipe", recipe, "-q")
     assert result.code == 0, result.stderr
     assert f'path = "{matroska_clip.stem}-filled.mkv"' in recipe.read_text()
+
+
+def test_transition_audio_in_a_recipe_is_checked(late_audio_clip, tmp_path, sfi):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(f'[[shot]]\nvideo = "{late_audio_clip}"\nout = 25\n[shot.transition]\nframes = 4\n'
+                      f'audio = "loud"\n[[shot]]\nvideo = "{late_audio_clip}"\nin = 25\n')
+    result = sfi("render", recipe, "-o", tmp_path / "out.mkv")
+    assert result.code != 0 and not (tmp_path / "out.mkv").exists()
+    assert result.stderr.strip().splitlines() == [
+        f"sfi: error: {recipe}:6: 'shot[0].transition.audio' must be one of crossfade, silence, got 'loud'"]
