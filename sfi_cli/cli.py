@@ -170,6 +170,7 @@ def length_options(command):
         keyed_option("fill.seconds", "Transition length in seconds (1.0)"),
         click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
         keyed_option("fill.mode", "insert: add frames at each cut; replace: overwrite frames around it"),
+        keyed_option("fill.audio", "Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
     ]):
         command = option(command)
     return command
@@ -232,7 +233,7 @@ def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.pass_obj
 def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downscale, recipe: Path | None,
-           seconds, frames, mode, force: bool, as_json: bool, quiet: bool) -> None:
+           seconds, frames, mode, audio, force: bool, as_json: bool, quiet: bool) -> None:
     """List the cuts in VIDEO (frame, timecode, score); --recipe writes a recipe to edit and render."""
     import os
 
@@ -243,7 +244,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
 
     config = obj.config
     options = detect_settings(config, detector, threshold, min_scene_len, downscale)
-    config.override(fill__seconds=seconds, fill__mode=mode)
+    config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
     if recipe is not None:
         if recipe.exists() and not force:
             raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
@@ -254,8 +255,8 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
         length = transition_frames(info, config["fill.seconds"], frames)
         relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
         text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
-                               output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov') else '.mp4'}",
-                               header=recipe_header(info, detection, "sfi detect"))
+                               output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}",
+                               header=recipe_header(info, detection, "sfi detect"), audio=config["fill.audio"])
         write_text_atomically(recipe, text)
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]
@@ -280,7 +281,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Output .mp4/.mov (default: [output] path in the recipe).")
+              help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
 @render_options
 @click.pass_obj
 def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, force, as_json, quiet) -> None:
@@ -303,7 +304,7 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output .mp4 (H.264) or .mov (ProRes); never the input itself.")
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself.")
 @length_options
 @click.option("--prompt", type=PROMPT, default="", help="What should happen in each transition (text-guided engines).")
 @click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
@@ -312,7 +313,7 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
 @click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
 @render_options
 @click.pass_obj
-def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, prompt: str, negative_prompt: str, seed: int,
+def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, audio, prompt: str, negative_prompt: str, seed: int,
          detector, threshold, min_scene_len, downscale, copy_if_no_cuts: bool, engine, dry_run, sheet, work_dir,
          force, as_json, quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
@@ -320,13 +321,14 @@ def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, prompt:
     from sfi_cli.fill import FillRequest, fill as run_fill
 
     config = obj.config
-    config.override(engine=engine, fill__seconds=seconds, fill__mode=mode)
+    config.override(engine=engine, fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
     detect_options = detect_settings(config, detector, threshold, min_scene_len, downscale)
     options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
                                dry_run=dry_run)
     request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
-                          mode=config["fill.mode"], prompt=prompt, negative_prompt=negative_prompt, seed=seed,
-                          engine=config["engine"], copy_if_no_cuts=copy_if_no_cuts)
+                          mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
+                          negative_prompt=negative_prompt, seed=seed, engine=config["engine"],
+                          copy_if_no_cuts=copy_if_no_cuts)
     summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
                        crf=config["output.crf"], preset=config["output.preset"])
     emit_timeline(summary, as_json, quiet)

@@ -59,6 +59,7 @@ SCHEMA: dict[str, Key] = {
     "detect.downscale": Key((int,), 0, minimum=0, flag="--downscale"),
     "fill.seconds": Key((int, float), 1.0, minimum=0, flag="--seconds"),
     "fill.mode": Key((str,), "insert", ("insert", "replace"), flag="--mode"),
+    "fill.audio": Key((str,), "crossfade", ("crossfade", "silence"), flag="--audio"),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),
     "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0, maximum=1),
     "engines.semfi.model_dir": Key((str,), "", flag="--model-dir"),

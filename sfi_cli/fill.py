@@ -72,6 +72,7 @@ class FillRequest:
     seconds: float | None
     frames: int | None
     mode: str
+    audio: str = "crossfade"  # under inserted transitions: "crossfade" or "silence"
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = 0
@@ -102,7 +103,7 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
     text = cut_recipe_text(str(video.resolve()), detection.cuts, info.frame_count, frames=frames, mode=request.mode,
                            output=str(output.resolve()), header=recipe_header(info, detection, "sfi fill"),
                            prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
-                           engine=request.engine)
+                           engine=request.engine, audio=request.audio)
     # The recipe is kept (dry run too) so the editor can adjust it and `sfi render` it; errors point into it.
     recipe_file = work_dir_for(output, options.work_dir) / f"{output.stem}.recipe.toml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)

@@ -2,31 +2,33 @@
 
 ``make_plan`` probes the media, fixes the output's rate, size and formats, and lays
 the timeline out as a list of segments (footage ranges, held stills, generated
-gaps) plus, per audio track, a list of pieces (source ranges or silence) of exactly
-the same length. Every check that needs the media (ranges inside clips, shots long
+gaps) plus, per audio track, a list of pieces (source ranges or silence, some
+crossfaded into the one before) of exactly the same length. Every check that needs the media (ranges inside clips, shots long
 enough for ``replace`` transitions, lengths above zero) happens here, before any
 frame is decoded or generated.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
 from sfi_cli.errors import SfiError
 from sfi_cli.images import check_frame_size
-from sfi_cli.probe import AudioStream, MediaInfo, SubtitleStream, probe
+from sfi_cli.probe import Attachment, AudioStream, Chapter, MediaInfo, SubtitleStream, probe
 from sfi_cli.recipe import Recipe, ShotSpec, TransitionSpec
 from sfi_cli.timecode import format_rate, format_timecode
 
 # swscale's names for the YUV matrix of each colour space ffmpeg reports.
 SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170m", "fcc": "fcc",
                     "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
-CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores"}
+CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}
 TEXT_SUBTITLES = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}  # can become mov_text
-CODEC_SUFFIXES = {"h264": (".mp4", ".mov"), "h265": (".mp4", ".mov"), "prores": (".mov",)}
+STYLED_SUBTITLES = {"ass", "ssa"}  # their styling is lost when they become mov_text
+CODEC_SUFFIXES = {"h264": (".mp4", ".mov", ".mkv"), "h265": (".mp4", ".mov", ".mkv"), "prores": (".mov", ".mkv")}
+CROSSFADE_SECONDS = 0.2  # the crossfade between the two sides' sound in the middle of an inserted transition
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,15 @@ class AudioPiece:
 
     source: str | None
     track: int
-    start_sample: int
+    start_sample: int  # may be negative, or run past the track's end: those samples are silence
     samples: int
+    overlap: int = 0  # samples at its start that are crossfaded with the end of the piece before it
 
 
 @dataclass(frozen=True)
 class AudioTrack:
-    """One output audio stream: its format and the pieces that make it, in order."""
+    """One output audio stream: its format and the pieces that make it, in order (its length is the pieces'
+    samples less their overlaps)."""
 
     sample_rate: int
     layout: str
@@ -123,6 +127,8 @@ class Plan:
     subtitle_shifts: list[tuple[Fraction, Fraction]]  # (source time, seconds inserted there)
     recipe: Path
     warnings: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # of the primary source, copied (.mkv only)
+    chapters: list[Chapter] = field(default_factory=list)  # of the primary source, moved past inserted transitions
 
     @property
     def color_range(self) -> str:
@@ -184,7 +190,7 @@ def output_codec(output: Path, wanted: str | None) -> str:
     suffix = output.suffix.lower()
     codec = wanted or CODEC_BY_SUFFIX.get(suffix)
     if codec is None:
-        raise SfiError(f"output '{output}' must end in .mp4 or .mov")
+        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv")
     if suffix not in CODEC_SUFFIXES[codec]:
         raise SfiError(f"codec {codec} cannot be written to '{output.name}': use {' or '.join(CODEC_SUFFIXES[codec])}")
     return codec
@@ -383,37 +389,57 @@ def _transition_frames(spec: TransitionSpec, rate: Fraction) -> int:
 
 
 def _audio_tracks(plan: Plan, shots: list[_Shot], lengths: list[int], suffix: str) -> list[AudioTrack]:
-    """Per audio track: each video shot's own sound over its whole range, silence under stills, slow motion
-    and inserted transitions (replace transitions lie over sound that keeps playing)."""
+    """Per audio track: each video shot's own sound over its whole range (replace transitions lie over sound
+    that keeps playing), silence under stills and slow motion. Under an inserted transition the outgoing
+    shot's sound runs on for the first half and the incoming shot's sound leads in for the second half,
+    joined by a short crossfade (``audio = "silence"``: silence there instead). Source samples are placed by
+    each audio stream's own start, so a track that starts later (or earlier) than the video keeps that
+    relation; sound from before a track's first sample is silence."""
     videos = [s for s in plan.sources.values() if s.info]
     count = max((len(s.info.audio) for s in videos), default=0)
     tracks = []
     for track in range(count):
         model: AudioStream = next(s.info.audio[track] for s in videos if len(s.info.audio) > track)
-        layout = model.layout
-        runs: list[tuple[str | None, int, int]] = []  # (source, start frame or 0, frames)
+        rate = model.sample_rate
+        pieces: list[AudioPiece] = []
+        done = 0  # output frames laid out so far
+        lead_in: tuple[int, int] | None = None  # (samples to start early, crossfade) after a crossfaded transition
         for shot, length in zip(shots, lengths):
-            has_track = shot.source.info is not None and len(shot.source.info.audio) > track
             frames = shot.frames + (shot.frames - 1) * (shot.spec.slowmo - 1)
-            runs.append((shot.source.key, shot.start, frames) if has_track and shot.spec.slowmo == 1 else (None, 0, frames))
-            if shot.spec.transition and shot.spec.transition.mode == "insert":
-                runs.append((None, 0, length))
-        pieces, done = [], 0
-        for source, start, frames in runs:
-            first, end = _sample(done, model.sample_rate, plan.rate), _sample(done + frames, model.sample_rate, plan.rate)
-            start_sample = 0
-            if source is not None:
-                info = plan.sources[source].info
-                start_sample = _sample(start, model.sample_rate, plan.rate, info.start_offset)
-            pieces.append(AudioPiece(source, track, start_sample, end - first))
+            samples = _sample(done + frames, rate, plan.rate) - _sample(done, rate, plan.rate)
+            has_track = shot.source.info is not None and len(shot.source.info.audio) > track
+            if has_track and shot.spec.slowmo == 1:
+                stream = shot.source.info.audio[track]
+                piece = AudioPiece(shot.source.key, track, _sample(shot.start, rate, plan.rate, -stream.start_offset), samples)
+            else:
+                piece = AudioPiece(None, track, 0, samples)
+            if lead_in:
+                early, overlap = lead_in
+                piece = replace(piece, start_sample=piece.start_sample - early, samples=piece.samples + early,
+                                overlap=overlap)
+                lead_in = None
+            pieces.append(piece)
             done += frames
+            transition = shot.spec.transition
+            if transition and transition.mode == "insert":
+                gap = _sample(done + length, rate, plan.rate) - _sample(done, rate, plan.rate)
+                if transition.audio == "silence":
+                    pieces.append(AudioPiece(None, track, 0, gap))
+                else:
+                    overlap = min(gap, round(CROSSFADE_SECONDS * rate))
+                    run_on = gap // 2 + overlap // 2
+                    pieces[-1] = replace(pieces[-1], samples=pieces[-1].samples + run_on)
+                    lead_in = (gap + overlap - run_on, overlap)
+                done += length
+        pieces = [piece if piece.source is None or piece.start_sample + piece.samples > 0
+                  else replace(piece, source=None, start_sample=0) for piece in pieces]
         codec = _audio_codec(suffix, plan.sources, pieces)
-        whole = (len(pieces) > 0 and all(p.source == pieces[0].source for p in pieces)
+        whole = (len(pieces) > 0 and all(p.source == pieces[0].source and not p.overlap for p in pieces)
                  and pieces[0].source is not None and _contiguous(plan, pieces, shots))
         copy_from = (pieces[0].source, track) if whole and codec == "copy" else None
         if codec == "copy" and copy_from is None:
-            codec = "aac" if suffix == ".mp4" else "pcm_s24le"
-        tracks.append(AudioTrack(model.sample_rate, layout, codec, model.language, pieces, copy_from))
+            codec = REBUILT_AUDIO[suffix]
+        tracks.append(AudioTrack(rate, model.layout, codec, model.language, pieces, copy_from))
     return tracks
 
 
@@ -424,14 +450,18 @@ def _sample(frame: int, sample_rate: int, rate: Fraction, offset: Fraction = Fra
 # Audio codecs each container takes as they are.
 COPYABLE_AUDIO = {".mp4": {"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac"},
                   ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be",
-                           "pcm_f32le"}}
+                           "pcm_f32le"},
+                  ".mkv": {"aac", "mp3", "mp2", "ac3", "eac3", "dts", "truehd", "opus", "vorbis", "flac", "alac",
+                           "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_s16be"}}
+# The codec of an audio track that is rebuilt from pieces: AAC where the container is for delivery, PCM in .mov.
+REBUILT_AUDIO = {".mp4": "aac", ".mov": "pcm_s24le", ".mkv": "aac"}
 
 
 def _audio_codec(suffix: str, sources: dict[str, Source], pieces: list[AudioPiece]) -> str:
     used = {sources[p.source].info.audio[p.track].codec for p in pieces if p.source}
     if len(used) == 1 and used <= COPYABLE_AUDIO[suffix]:
         return "copy"
-    return "aac" if suffix == ".mp4" else "pcm_s24le"
+    return REBUILT_AUDIO[suffix]
 
 
 def _contiguous(plan: Plan, pieces: list[AudioPiece], shots: list[_Shot]) -> bool:
@@ -444,23 +474,60 @@ def _contiguous(plan: Plan, pieces: list[AudioPiece], shots: list[_Shot]) -> boo
             and all(a[1] == b[0] for a, b in zip(frames, frames[1:])))
 
 
+def subtitle_codec(suffix: str, codec: str) -> str | None:
+    """What a subtitle track of ``codec`` becomes in a ``suffix`` file: "copy", the codec it is converted to,
+    or None when the container cannot carry it (picture subtitles in .mp4/.mov)."""
+    if suffix == ".mkv":
+        return "srt" if codec == "mov_text" else "copy"  # Matroska takes every kind but mov_text
+    if codec not in TEXT_SUBTITLES:
+        return None
+    return "copy" if codec == "mov_text" else "mov_text"
+
+
 def _subtitles(plan: Plan, shots: list[_Shot], lengths: list[int], one_source: bool) -> None:
-    """Subtitles follow when the timeline is its one video start to end in order (as ``sfi fill`` makes it)."""
-    if plan.primary is None or not plan.primary.info.subtitles:
+    """Subtitles and chapters follow when the timeline is its one video start to end in order (as ``sfi fill``
+    makes it), moved later by the transitions inserted before them; attachments (fonts) always follow into
+    .mkv. Whatever the output container cannot hold as it is, is said in a warning."""
+    if plan.primary is None:
         return
     info = plan.primary.info
+    suffix = plan.output.suffix.lower()
+    name = info.path.name
+    if info.attachments and suffix == ".mkv":
+        plan.attachments = list(info.attachments)
+    elif info.attachments:
+        plan.warnings.append(f"the {len(info.attachments)} attachment(s) of '{name}' "
+                             f"({', '.join(a.filename for a in info.attachments)}) are left out: {suffix} cannot "
+                             f"carry attachments; write .mkv to keep them")
+    if not info.subtitles and not info.chapters:
+        return
     whole = (one_source and all(s.spec.slowmo == 1 for s in shots) and shots[0].start == 0
              and shots[-1].stop == info.frame_count and all(a.stop == b.start for a, b in zip(shots, shots[1:])))
     if not whole:
-        plan.warnings.append(f"subtitles of '{info.path.name}' are left out: they are kept only when the timeline "
+        kept = " and ".join(what for what, has in (("subtitles", info.subtitles), ("chapters", info.chapters)) if has)
+        plan.warnings.append(f"{kept} of '{name}' are left out: they are kept only when the timeline "
                              f"plays that one video start to end in order")
         return
-    plan.subtitles = [s for s in info.subtitles if s.codec in TEXT_SUBTITLES]
-    plan.warnings += [f"subtitle track {s.index} of '{info.path.name}' ({s.codec}) is a picture format that .mp4/.mov "
-                      f"cannot carry; left out" for s in info.subtitles if s.codec not in TEXT_SUBTITLES]
     plan.subtitle_shifts = [(Fraction(shot.stop) / plan.rate, Fraction(length) / plan.rate)
                             for shot, length in zip(shots, lengths)
                             if shot.spec.transition and shot.spec.transition.mode == "insert"]
+    plan.subtitles = [s for s in info.subtitles if subtitle_codec(suffix, s.codec)]
+    for subtitle in info.subtitles:
+        codec = subtitle_codec(suffix, subtitle.codec)
+        if codec is None:
+            plan.warnings.append(f"subtitle track {subtitle.index} of '{name}' ({subtitle.codec}) is a picture format "
+                                 f"that {suffix} cannot carry; left out (write .mkv to keep it)")
+        elif subtitle.codec in STYLED_SUBTITLES and codec != "copy":
+            plan.warnings.append(f"subtitle track {subtitle.index} of '{name}' ({subtitle.codec}) becomes {codec} in "
+                                 f"{suffix}, which loses its styling (fonts, colours, positions); write .mkv to keep it")
+    plan.chapters = [replace(c, start=c.start + _inserted_before(plan, c.start), end=c.end + _inserted_before(plan, c.end))
+                     for c in info.chapters]
+
+
+def _inserted_before(plan: Plan, time: Fraction) -> Fraction:
+    """Seconds of inserted transitions before source ``time`` (one at exactly ``time`` counts: what starts at
+    a cut starts after its transition)."""
+    return sum((by for at, by in plan.subtitle_shifts if at <= time), Fraction(0))
 
 
 def describe(plan: Plan) -> list[str]:
@@ -489,7 +556,8 @@ def describe(plan: Plan) -> list[str]:
             lines.append(f"  gap {gap.index + 1:<4} {gap.count} new frames, {gap.mode}, engine {gap.engine}, "
                          f"{expert_text(gap)}  [{gap.label}]" + (f" prompt: {gap.prompt!r}" if gap.prompt else ""))
     lines.append(f"{len(plan.gaps)} gaps, {plan.generated_frames} generated frames; audio tracks: {len(plan.audio)}; "
-                 f"subtitle tracks: {len(plan.subtitles)}")
+                 f"subtitle tracks: {len(plan.subtitles)}; attachments: {len(plan.attachments)}; "
+                 f"chapters: {len(plan.chapters)}")
     return lines
 
 

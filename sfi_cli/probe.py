@@ -53,6 +53,7 @@ class AudioStream:
     channels: int
     layout: str
     language: str | None = None
+    start_offset: Fraction = Fraction(0)  # its first decoded sample's time minus the video's start, seconds
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,24 @@ class SubtitleStream:
     index: int  # among the file's subtitle streams (ffmpeg's s:N)
     codec: str
     language: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried inside the container (Matroska fonts for ASS subtitles)."""
+
+    index: int  # among the file's attachment streams (ffmpeg's t:N)
+    filename: str
+    mimetype: str | None = None
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter mark, in seconds from the video's first frame."""
+
+    start: Fraction
+    end: Fraction
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,8 @@ class MediaInfo:
     vfr: bool
     audio: tuple[AudioStream, ...] = field(default_factory=tuple)
     subtitles: tuple[SubtitleStream, ...] = field(default_factory=tuple)
+    attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    chapters: tuple[Chapter, ...] = field(default_factory=tuple)
 
     @property
     def duration(self) -> Fraction:
@@ -141,11 +162,23 @@ def probe(path: Path) -> MediaInfo:
             start_offset=max(Fraction(0), start - file_start),
             vfr=vfr,
             audio=tuple(AudioStream(i, s.codec_context.name, s.codec_context.sample_rate, s.codec_context.channels,
-                                    s.codec_context.layout.name, s.metadata.get("language"))
+                                    s.codec_context.layout.name, s.metadata.get("language"),
+                                    _stream_start(s, file_start) - start)
                         for i, s in enumerate(container.streams.audio)),
             subtitles=tuple(SubtitleStream(i, s.codec_context.name, s.metadata.get("language"))
                             for i, s in enumerate(container.streams.subtitles)),
+            attachments=tuple(Attachment(i, s.metadata.get("filename") or s.name or f"attachment{i}",
+                                         s.metadata.get("mimetype") or s.mimetype)
+                              for i, s in enumerate(container.streams.attachments)),
+            chapters=tuple(Chapter(c["start"] * c["time_base"] - start, c["end"] * c["time_base"] - start,
+                                   c["metadata"].get("title")) for c in container.chapters()),
         )
+
+
+def _stream_start(stream, file_start: Fraction) -> Fraction:
+    """When a stream's first packet plays (the file's start when the stream does not say); ffmpeg decodes its
+    samples from there, so sample k of an audio stream plays at this time plus k / rate."""
+    return stream.start_time * stream.time_base if stream.start_time is not None else file_start
 
 
 def _frame_timestamps(container, stream) -> list[int]:

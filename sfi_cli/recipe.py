@@ -1,9 +1,9 @@
 """Recipes: a timeline of shots and the transitions between them, as TOML.
 
     [output]            path, fps, size, fit, codec, quality, preset, audio
-    [defaults]          frames | seconds, prompt, negative_prompt, engine, seed, mode, image_duration
+    [defaults]          frames | seconds, prompt, negative_prompt, engine, seed, mode, audio, image_duration
     [[shot]]            image = "a.png" (+ duration)  or  video = "b.mp4" (+ in, out | duration, slowmo)
-    [shot.transition]   into the next shot: frames | seconds, prompt, negative_prompt, engine, seed, mode
+    [shot.transition]   into the next shot: frames | seconds, prompt, negative_prompt, engine, seed, mode, audio
 
 Everything is checked here, before any work: TOML syntax, unknown keys, types,
 positions, lengths, and that every media file exists; each complaint names the file,
@@ -25,7 +25,6 @@ from sfi_cli.timecode import Position, parse_position
 from sfi_cli.tomlfile import dotted, read_toml, toml_comment, toml_string, where
 
 CODECS = ("h264", "h265", "prores")
-MODES = ("insert", "replace")
 AUDIO = ("shots", "none")
 POSITION = Key((int, float, str), None)
 # ``quality`` is the CRF for H.264/H.265 (the config's output.crf range) and the ProRes profile for
@@ -41,7 +40,7 @@ OUTPUT_KEYS = {
 TRANSITION_KEYS = {
     "frames": Key((int,), None), "seconds": Key((int, float), None), "prompt": Key((str,), ""),
     "negative_prompt": Key((str,), ""), "engine": replace(SCHEMA["engine"], default=None), "seed": Key((int,), 0),
-    "mode": Key((str,), "insert", MODES),
+    "mode": replace(SCHEMA["fill.mode"], flag=""), "audio": replace(SCHEMA["fill.audio"], flag=""),
 }
 DEFAULTS_KEYS = {**TRANSITION_KEYS, "image_duration": POSITION}
 SHOT_KEYS = {
@@ -63,6 +62,7 @@ class TransitionSpec:
     seed: int
     mode: str
     where: str
+    audio: str = "crossfade"  # under an inserted transition: the two sides' sound crossfaded, or silence
 
 
 @dataclass(frozen=True)
@@ -259,19 +259,20 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
                                     f"(here or in [defaults])")
     return TransitionSpec(length, merged.get("prompt", ""), merged.get("negative_prompt", ""), merged.get("engine"),
                           merged.get("seed", 0), merged.get("mode", "insert"), reader.where(length_path + (
-                              ("frames",) if "frames" in merged else ("seconds",))))
+                              ("frames",) if "frames" in merged else ("seconds",))), merged.get("audio", "crossfade"))
 
 
 def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mode: str, output: str,
                     header: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
-                    engine: str | None = None) -> str:
+                    engine: str | None = None, audio: str = "crossfade") -> str:
     """A recipe joining the shots between ``cuts`` (``detect.Cut``s) with one transition per cut.
 
     This is what ``sfi detect --recipe`` writes for the editor to fill in, and what
     ``sfi fill`` renders.
     """
     defaults = [f"mode = {toml_string(mode)}  # insert: add frames at each cut; replace: overwrite frames around it",
-                f"seed = {seed}"]
+                f"seed = {seed}",
+                f"audio = {toml_string(audio)}  # under inserted transitions: crossfade (both sides' sound) or silence"]
     if engine:
         defaults.append(f"engine = {toml_string(engine)}")
     if negative_prompt:

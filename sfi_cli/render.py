@@ -244,6 +244,8 @@ def _plan_summary(plan: Plan) -> dict[str, Any]:
         "audio_tracks": [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout,
                           "copied": t.copy_from is not None} for t in plan.audio],
         "subtitle_tracks": len(plan.subtitles),
+        "attachments": [a.filename for a in plan.attachments],
+        "chapters": len(plan.chapters),
         "warnings": plan.warnings,
     }
 
@@ -254,5 +256,6 @@ def _source_facts(source) -> dict[str, Any]:
         info = source.info
         facts.update({"frames": info.frame_count, "fps": format_rate(info.rate), "vfr": info.vfr,
                       "size": f"{info.width}x{info.height}", "pix_fmt": info.pix_fmt, "rotation": info.rotation,
-                      "timecode": info.timecode, "audio_tracks": len(info.audio), "subtitle_tracks": len(info.subtitles)})
+                      "timecode": info.timecode, "audio_tracks": len(info.audio), "subtitle_tracks": len(info.subtitles),
+                      "attachments": len(info.attachments), "chapters": len(info.chapters)})
     return facts

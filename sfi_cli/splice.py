@@ -7,10 +7,11 @@ takes a detour through RGB.
 
 This is the only module that imports ffmpeg-python (unmaintained since 2019: keep it
 here). Raw frames arrive on stdin at the output rate; audio tracks are rebuilt from
-sample-exact pieces of the sources (or copied untouched when the timeline plays a
-source's sound start to end); subtitles are copied, retimed past inserted
-transitions; colour tags, rotation, start timecode and global metadata follow the
-primary source.
+sample-exact pieces of the sources, joined end to end or crossfaded (or copied untouched
+when the timeline plays a source's sound start to end); subtitles are copied, retimed
+past inserted transitions, and so are chapters; attachments are copied; colour tags,
+rotation, start timecode and global metadata follow the primary source. Every source is
+timed from its video's first frame, so each stream keeps its offset from the picture.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from sfi_cli.ffmpeg import VideoWriter
-from sfi_cli.plan import AudioTrack, Plan
+from sfi_cli.plan import AudioPiece, AudioTrack, Plan, subtitle_codec
 
 FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, so cuts do not click
 
@@ -49,36 +50,60 @@ def _tagged(stream, plan: Plan):
     return stream.filter("setparams", **tags)
 
 
-def _audio(ffmpeg_lib, track: AudioTrack, inputs: dict) -> object:
-    """One output audio stream from its pieces: sample-exact trims of sources and silences, joined."""
-    parts = []
+def _silences(ffmpeg_lib, tracks: list[AudioTrack]) -> dict[tuple[int, str], object]:
+    """Per sample rate and layout, one silence source split into as many branches as the tracks have silent
+    pieces (ffmpeg-python would merge identical sources, even of different tracks, into one node otherwise)."""
+    counts: dict[tuple[int, str], int] = {}
+    for track in tracks:
+        key = (track.sample_rate, track.layout)
+        counts[key] = counts.get(key, 0) + sum(1 for p in track.pieces if p.source is None and p.samples > 0)
+    branches = {}
+    for (rate, layout), count in counts.items():
+        if count:
+            silence = ffmpeg_lib.input(f"anullsrc=r={rate}:cl={layout}", f="lavfi")
+            split = silence.filter_multi_output("asplit", count) if count > 1 else None
+            branches[(rate, layout)] = iter([split.stream(i) for i in range(count)] if split else [silence])
+    return branches
+
+
+def _audio(ffmpeg_lib, track: AudioTrack, inputs: dict, silences: dict[tuple[int, str], object]) -> object:
+    """One output audio stream from its pieces: sample-exact trims of sources and silences, joined end to end
+    or, where a piece overlaps the one before, by an equal-power crossfade (room tone does not dip)."""
     pieces = [p for p in track.pieces if p.samples > 0]
-    silences = sum(1 for p in pieces if p.source is None)
-    if silences:
-        # One silence source split into as many branches as there are silent pieces
-        # (ffmpeg-python would merge identical sources into one node otherwise).
-        silence = ffmpeg_lib.input(f"anullsrc=r={track.sample_rate}:cl={track.layout}", f="lavfi")
-        if silences > 1:
-            split = silence.filter_multi_output("asplit", silences)
-            branches = iter([split.stream(i) for i in range(silences)])
-        else:
-            branches = iter([silence])
+    branches = silences.get((track.sample_rate, track.layout))
+    runs: list[tuple[int, list]] = []  # (crossfade into it, parts joined end to end)
     for index, piece in enumerate(pieces):
         if piece.source is None:
-            parts.append(next(branches).filter("atrim", end_sample=piece.samples))
-            continue
-        part = (inputs[piece.source][f"a:{piece.track}"]
-                .filter("atrim", start_sample=piece.start_sample, end_sample=piece.start_sample + piece.samples)
-                .filter("asetpts", "PTS-STARTPTS")
-                .filter("aformat", sample_rates=track.sample_rate, channel_layouts=track.layout)
-                .filter("apad", whole_len=piece.samples))
-        fade = min(round(FADE_SECONDS * track.sample_rate), piece.samples // 2)
-        if fade and index > 0 and pieces[index - 1].source is None:
-            part = part.filter("afade", t="in", start_sample=0, nb_samples=fade)
-        if fade and index + 1 < len(pieces) and pieces[index + 1].source is None:
-            part = part.filter("afade", t="out", start_sample=piece.samples - fade, nb_samples=fade)
-        parts.append(part)
-    return parts[0] if len(parts) == 1 else ffmpeg_lib.concat(*parts, v=0, a=1)
+            part = next(branches).filter("atrim", end_sample=piece.samples)
+        else:
+            part = _source_piece(inputs[piece.source][f"a:{piece.track}"], piece, track)
+            fade = min(round(FADE_SECONDS * track.sample_rate), piece.samples // 2)
+            if fade and index > 0 and pieces[index - 1].source is None and not piece.overlap:
+                part = part.filter("afade", t="in", start_sample=0, nb_samples=fade)
+            if fade and index + 1 < len(pieces) and pieces[index + 1].source is None and not pieces[index + 1].overlap:
+                part = part.filter("afade", t="out", start_sample=piece.samples - fade, nb_samples=fade)
+        if piece.overlap or not runs:
+            runs.append((piece.overlap, [part]))
+        else:
+            runs[-1][1].append(part)
+    joined = None
+    for overlap, parts in runs:
+        run = parts[0] if len(parts) == 1 else ffmpeg_lib.concat(*parts, v=0, a=1)
+        joined = run if joined is None else ffmpeg_lib.filter([joined, run], "acrossfade", ns=overlap,
+                                                              c1="qsin", c2="qsin")
+    return joined
+
+
+def _source_piece(stream, piece: AudioPiece, track: AudioTrack):
+    """``piece.samples`` samples of a source track from ``piece.start_sample``; what lies before the track's
+    first sample or after its last is silence."""
+    early = max(0, -piece.start_sample)
+    part = (stream.filter("atrim", start_sample=piece.start_sample + early, end_sample=piece.start_sample + piece.samples)
+            .filter("asetpts", "PTS-STARTPTS")
+            .filter("aformat", sample_rates=track.sample_rate, channel_layouts=track.layout))
+    if early:
+        part = part.filter("adelay", delays=f"{early}S", all=1)
+    return part.filter("apad", whole_len=piece.samples)
 
 
 def subtitle_retiming(shifts: list[tuple[Fraction, Fraction]]) -> str | None:
@@ -101,14 +126,19 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
         raw.update({"display_rotation:v:0": plan.primary.info.rotation, "noautorotate": None})
     streams = [_tagged(ffmpeg_lib.input("pipe:", **raw).video, plan)]
     options: dict[str, object] = {**video_options(plan), "r": rate}
-    inputs = {key: ffmpeg_lib.input(str(source.path)) for key, source in plan.sources.items() if source.info}
+    # Each source's streams are timed from its video's first frame (ffmpeg counts from the file's start), so
+    # copied audio and subtitles keep their relation to the picture.
+    inputs = {key: ffmpeg_lib.input(str(source.path), **({"itsoffset": f"{-float(source.info.start_offset):.6f}"}
+                                                         if source.info.start_offset else {}))
+              for key, source in plan.sources.items() if source.info}
+    silences = _silences(ffmpeg_lib, [track for track in plan.audio if not track.copy_from])
     for index, track in enumerate(plan.audio):
         if track.copy_from:
             source, number = track.copy_from
             streams.append(inputs[source][f"a:{number}"])
             options[f"c:a:{index}"] = "copy"
         else:
-            streams.append(_audio(ffmpeg_lib, track, inputs))
+            streams.append(_audio(ffmpeg_lib, track, inputs, silences))
             options[f"c:a:{index}"] = track.codec
             if track.codec == "aac":
                 options[f"b:a:{index}"] = "256k"
@@ -117,14 +147,25 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
     retime = subtitle_retiming(plan.subtitle_shifts)
     for index, subtitle in enumerate(plan.subtitles):
         streams.append(inputs[plan.primary.key][f"s:{subtitle.index}"])
-        options[f"c:s:{index}"] = "copy" if subtitle.codec == "mov_text" else "mov_text"
+        options[f"c:s:{index}"] = subtitle_codec(plan.output.suffix.lower(), subtitle.codec)
         if retime:
             options[f"bsf:s:{index}"] = retime
         if subtitle.language:
             options[f"metadata:s:s:{index}"] = f"language={subtitle.language}"
+    for index, attachment in enumerate(plan.attachments):
+        streams.append(inputs[plan.primary.key][f"t:{attachment.index}"])
+        options[f"c:t:{index}"] = "copy"
     if plan.primary and plan.primary.info.timecode:
         options["timecode"] = plan.primary.info.timecode
     args = ffmpeg_lib.output(*streams, str(partial), **options).get_args()
+    positions = [i for i, arg in enumerate(args) if arg == "-i"]
+    # Chapters only as the plan has them (ffmpeg would copy a source's own, unmoved, by default), read from
+    # an ffmetadata text handed over inline.
+    if plan.chapters:
+        args[positions[-1] + 2:positions[-1] + 2] = ["-f", "ffmetadata", "-i", _chapters_input(plan)]
+        args[-1:-1] = ["-map_chapters", str(len(positions))]
+    else:
+        args[-1:-1] = ["-map_chapters", "-1"]
     if plan.primary:
         # Global metadata (creation time, ...) from the primary source, found by its input number
         # (added as an input of its own when none of its streams is used).
@@ -135,6 +176,23 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
             inputs_in_order.append(str(plan.primary.path))
         args[-1:-1] = ["-map_metadata", str(inputs_in_order.index(str(plan.primary.path)))]
     return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args]
+
+
+def _chapters_input(plan: Plan) -> str:
+    """The plan's chapters as an ffmetadata document in a data: URL (no file to leave behind)."""
+    import base64
+
+    def escaped(text: str) -> str:
+        return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
+
+    lines = [";FFMETADATA1"]
+    for chapter in plan.chapters:
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000000", f"START={round(chapter.start * 1_000_000)}",
+                  f"END={round(chapter.end * 1_000_000)}"]
+        if chapter.title is not None:
+            lines.append(f"title={escaped(chapter.title)}")
+    text = "\n".join(lines) + "\n"
+    return "data:text/plain;base64," + base64.b64encode(text.encode()).decode()
 
 
 class SpliceWriter(VideoWriter):

@@ -152,3 +152,101 @@ def still_clip(tmp_path_factory) -> Path:
     from sfi_cli.ffmpeg import find_ffmpeg
 
     return make_clip(tmp_path_factory.mktemp("clips") / "still.mp4", find_ffmpeg(), frames=50, cuts=())
+
+
+# Clips for the stream tests (tests/test_streams.py): tiny, with a cut, audio tracks of seeded noise that
+# start at given offsets from the video, and optionally ASS subtitles, a font attachment and chapters.
+STREAM_SIZE, STREAM_RATE, STREAM_FRAMES, STREAM_CUT, STREAM_SAMPLE_RATE = (64, 36), 25, 50, 25, 48000
+FONT_BYTES = b"\x00\x01\x00\x00sfi test font" * 8
+ASS_TEXT = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 64
+PlayResY: 36
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,SfiTest,20,&H0000FFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.20,0:00:00.60,Default,,0,0,0,,{\\b1}first line
+Dialogue: 0,0:00:01.40,0:00:01.80,Default,,0,0,0,,last line
+"""
+
+
+def stream_audio(track: int, seconds: float) -> np.ndarray:
+    """A track's sound: seeded noise (cross-correlation finds any stretch of it at one lag only)."""
+    rng = np.random.default_rng(500 + track)
+    return (rng.standard_normal(round(seconds * STREAM_SAMPLE_RATE)) * 0.2).astype(np.float32)
+
+
+def make_stream_clip(path: Path, ffmpeg: str, *, audio_offsets: tuple[float, ...] = (0.3,), video_offset: float = 0.0,
+                     ass: bool = False, font: bool = False, chapters: bool = False) -> Path:
+    """STREAM_FRAMES frames with a hard cut at STREAM_CUT; audio track i starts ``audio_offsets[i]`` seconds
+    after the file's start and lasts to the end of the video, the video ``video_offset`` after it.
+    Track i's samples are ``stream_audio(i, ...)``."""
+    width, height = STREAM_SIZE
+    seconds = STREAM_FRAMES / STREAM_RATE
+    folder = path.parent
+    frames = path.with_name(path.stem + "-frames.rgb")
+    textures: dict[int, np.ndarray] = {}
+    frames.write_bytes(b"".join(clip_frame(i, int(i >= STREAM_CUT), width, height, textures).tobytes()
+                                for i in range(STREAM_FRAMES)))
+    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-itsoffset", str(video_offset), "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(STREAM_RATE), "-i", str(frames)]
+    maps = ["-map", "0:v"]
+    inputs = 1
+    for track, offset in enumerate(audio_offsets):
+        raw = folder / f"{path.stem}-audio{track}.f32"
+        raw.write_bytes(stream_audio(track, seconds + video_offset - offset).tobytes())
+        command += ["-f", "f32le", "-ar", str(STREAM_SAMPLE_RATE), "-ac", "1", "-i", str(raw)]
+        maps += ["-map", f"{inputs}:a", f"-filter:a:{track}", f"asetpts=PTS+{offset}/TB"]  # raw PCM ignores -itsoffset
+        inputs += 1
+    if ass:
+        subtitles = path.with_name(path.stem + ".ass")
+        subtitles.write_text(ASS_TEXT)
+        command += ["-i", str(subtitles)]
+        maps += ["-map", f"{inputs}:s"]
+        inputs += 1
+    if chapters:
+        metadata = path.with_name(path.stem + "-chapters.txt")
+        metadata.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=Before the cut\n"
+                            "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=After the cut\n")
+        command += ["-i", str(metadata)]
+        maps += ["-map_chapters", str(inputs)]
+    if font:
+        font_file = path.with_name("SfiTest.ttf")
+        font_file.write_bytes(FONT_BYTES)
+        command += ["-attach", str(font_file), "-metadata:s:t:0", "mimetype=application/x-truetype-font"]
+    command += maps + ["-c:v", "libx264", "-crf", "10", "-preset", "veryfast", "-g", "10", "-pix_fmt", "yuv420p",
+                       "-c:a", "aac", "-b:a", "192k"]
+    if ass:
+        command += ["-c:s", "ass" if path.suffix == ".mkv" else "mov_text"]
+    subprocess.run([*command, str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def late_audio_clip(tmp_path_factory) -> Path:
+    """Two audio tracks starting 0.3 s and 0.12 s after the video (a cut at frame 25 of 50)."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_stream_clip(tmp_path_factory.mktemp("clips") / "late.mp4", find_ffmpeg(), audio_offsets=(0.3, 0.12))
+
+
+@pytest.fixture(scope="session")
+def early_audio_clip(tmp_path_factory) -> Path:
+    """An audio track starting 0.2 s before the video."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_stream_clip(tmp_path_factory.mktemp("clips") / "early.mp4", find_ffmpeg(), audio_offsets=(0.0,),
+                            video_offset=0.2)
+
+
+@pytest.fixture(scope="session")
+def matroska_clip(tmp_path_factory) -> Path:
+    """A .mkv with ASS subtitles, a font attachment and two chapters (split at the cut)."""
+    from sfi_cli.ffmpeg import find_ffmpeg
+
+    return make_stream_clip(tmp_path_factory.mktemp("clips") / "styled.mkv", find_ffmpeg(), audio_offsets=(0.0,),
+                            ass=True, font=True, chapters=True)

@@ -70,11 +70,11 @@ def test_footage_relayed_in_the_kernel_equals_footage_copied_through_python(cut_
 
 
 def test_insert_silence_sits_where_the_frames_were_added(cut_clip, tmp_path, sfi):
-    """The tone stops for exactly the inserted stretch, so what follows stays in sync."""
+    """With ``--audio silence`` the tone stops for exactly the inserted stretch, so what follows stays in sync."""
     import av
 
     out = tmp_path / "insert.mp4"
-    fill(sfi, cut_clip, out, "--frames", "25", "--mode", "insert")  # 1 s at each cut
+    fill(sfi, cut_clip, out, "--frames", "25", "--mode", "insert", "--audio", "silence")  # 1 s at each cut
     with av.open(str(out)) as container:
         samples = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
     rate = 48000
@@ -177,7 +177,7 @@ def test_variable_frame_rate_becomes_constant(tmp_path, ffmpeg_exe, sfi):
     (["{clip}", "-o", "{out}", "--min-scene-len", "12:xx"], "bad timecode"),
     (["{clip}", "-o", "{clip}"], "is the input video"),
     (["{clip}", "-o", "{tmp}/no/such/folder/out.mp4"], "does not exist"),
-    (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4 or .mov"),
+    (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4, .mov or .mkv"),
     (["{clip}", "-o", "{existing}"], "already exists; pass --force"),
     (["{clip}", "-o", "{out}", "--seconds", "nan"],
      "--seconds (config 'fill.seconds') must be an integer or a finite number of at least 0, got nan"),
