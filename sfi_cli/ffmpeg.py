@@ -61,6 +61,12 @@ CODECS: dict[str, list[str]] = {
 }
 
 
+def codec_pix_fmt(suffix: str) -> str:
+    """The pixel format a container's codec is written in."""
+    args = CODECS[suffix]
+    return args[args.index("-pix_fmt") + 1]
+
+
 def encoder_args(suffix: str, crf: int, preset: str) -> list[str]:
     """ffmpeg output options for a container, with quality settings where the codec has them."""
     args = list(CODECS[suffix])
@@ -130,6 +136,8 @@ class VideoWriter:
     ``pix_fmt`` is the layout of the frames written: RGB arrays, or flat raw frames of
     another format (e.g. yuv420p10le) when the caller already has them in the codec's
     format; subclasses that need a different ffmpeg command override ``command``.
+    RGB frames are encoded in, and tagged with, the standard of their size (BT.709 for HD,
+    BT.601 for SD: see ``formats.picture_standard``).
     """
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, *, ffmpeg: str,
@@ -148,12 +156,17 @@ class VideoWriter:
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         """The ffmpeg command line that reads raw frames on stdin and writes ``self.partial``."""
+        from sfi_cli.formats import standard_encoding
+
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
+        suffix = self.path.suffix.lower()
+        colour = (standard_encoding(self.pix_fmt, codec_pix_fmt(suffix), (self.width, self.height), ffmpeg)
+                  if self.pix_fmt in RGB_DTYPES else [])
         return [
             ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-s", f"{self.width}x{self.height}",
             "-framerate", rate, "-i", "pipe:0",
-            *encoder_args(self.path.suffix.lower(), crf, preset),
+            *colour, *encoder_args(suffix, crf, preset),
             "-r", rate, str(self.partial),
         ]
 

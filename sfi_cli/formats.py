@@ -98,13 +98,14 @@ def pad_filter(size: tuple[int, int], pad: tuple[int, int]) -> str | None:
     return f"pad={width}:{height}:0:0,fillborders=right={pad[0]}:bottom={pad[1]}:mode=smear"
 
 
+def padding_warning(size: tuple[int, int], pad: tuple[int, int], codec: str) -> str:
+    return (f"the pictures are {size[0]}x{size[1]}, and {codec} needs even sizes: the output is "
+            f"{size[0] + pad[0]}x{size[1] + pad[1]}, its last column/row repeated (crop it off to get the source size back)")
+
+
 def picture_warnings(size: tuple[int, int], pad: tuple[int, int], pix_fmt: str, codec: str, primary, infos) -> list[str]:
     """What the output cannot keep exactly as the sources have it (``primary``: the first video's MediaInfo)."""
-    warnings = []
-    if any(pad):
-        warnings.append(f"the pictures are {size[0]}x{size[1]}, and {codec} {pix_fmt} needs even sizes: the output is "
-                        f"{size[0] + pad[0]}x{size[1] + pad[1]}, its last column/row repeated (crop it off to get the "
-                        f"source size back)")
+    warnings = [padding_warning(size, pad, f"{codec} {pix_fmt}")] if any(pad) else []
     if primary is None:
         return warnings
     name = primary.path.name
@@ -142,7 +143,10 @@ def picture_standard(width: int, height: int) -> str:
     return "bt709" if height >= HD_HEIGHT or width >= HD_WIDTH else "smpte170m"
 
 
-def standard_tag_args(width: int, height: int) -> list[str]:
-    """ffmpeg output options tagging a video with its size's standard (matrix, primaries, transfer, range)."""
-    standard = picture_standard(width, height)
-    return ["-colorspace", standard, "-color_primaries", standard, "-color_trc", standard, "-color_range", "tv"]
+def standard_encoding(rgb: str, pix_fmt: str, size: tuple[int, int], ffmpeg: str) -> list[str]:
+    """ffmpeg output options encoding RGB pictures of ``size`` as limited-range ``pix_fmt`` in their size's
+    standard, and tagging the video with it (matrix, primaries, transfer, range)."""
+    standard = picture_standard(*size)
+    tags = f"setparams=colorspace={standard}:color_primaries={standard}:color_trc={standard}:range=tv"
+    return ["-vf", f"{rgb_to_yuv(rgb, standard, 'tv', pix_fmt, ffmpeg)},{tags}", "-colorspace", standard,
+            "-color_primaries", standard, "-color_trc", standard, "-color_range", "tv"]
