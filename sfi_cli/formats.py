@@ -90,12 +90,19 @@ def even_padding(size: tuple[int, int], pix_fmt: str) -> tuple[int, int]:
             height % 2 if pix_fmt.startswith("yuv420") else 0)
 
 
-def pad_filter(size: tuple[int, int], pad: tuple[int, int]) -> str | None:
-    """ffmpeg filters growing pictures to ``size`` by repeating the right column / bottom row ``pad`` times."""
-    if not any(pad):
-        return None
-    width, height = size
-    return f"pad={width}:{height}:0:0,fillborders=right={pad[0]}:bottom={pad[1]}:mode=smear"
+def pad_frame(frame: np.ndarray, pix_fmt: str, picture: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """A flat raw planar frame of ``picture`` size grown to ``size`` by repeating each plane's right column and
+    bottom row. Done here, plane by plane, because ffmpeg's pad filter drops the last column of an odd-width
+    4:2:0 picture."""
+    import av
+
+    dtype = np.dtype(np.uint16 if any(c.bits > 8 for c in av.VideoFormat(pix_fmt, *picture).components) else np.uint8)
+    samples, planes, offset = frame.view(dtype), [], 0
+    for inner, outer in zip(av.VideoFormat(pix_fmt, *picture).components, av.VideoFormat(pix_fmt, *size).components):
+        plane = samples[offset:offset + inner.width * inner.height].reshape(inner.height, inner.width)
+        offset += inner.width * inner.height
+        planes.append(np.pad(plane, ((0, outer.height - inner.height), (0, outer.width - inner.width)), mode="edge").ravel())
+    return np.concatenate(planes).view(np.uint8)
 
 
 def padding_warning(size: tuple[int, int], pad: tuple[int, int], codec: str) -> str:

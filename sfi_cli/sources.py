@@ -18,7 +18,7 @@ import numpy as np
 
 from sfi_cli.errors import SfiError
 from sfi_cli.ffmpeg import CAN_MOVE_FRAMES, RGB_DTYPES, VideoWriter, convert_frames, decode_frames
-from sfi_cli.formats import at_depth, pad_filter
+from sfi_cli.formats import at_depth, pad_frame
 from sfi_cli.probe import MediaInfo
 
 
@@ -66,10 +66,10 @@ class VideoReader:
         if sar is not None and source_sar != sar:  # into the output's pixel shape first
             stored = (max(1, round(stored[0] * source_sar / sar)), stored[1])
             aspect_filter = f"scale={stored[0]}:{stored[1]}:flags={scale_flags},setsar=1"
-        picture = (size[0] - pad[0], size[1] - pad[1])
+        self.picture = (size[0] - pad[0], size[1] - pad[1])  # decoded at this size, then padded to ``size``
         self.rate_filter = f"fps={rate.numerator}/{rate.denominator}" if self.conform else None
-        self.picture_filters = [f for f in (aspect_filter, fit_filter(stored, picture, fit, scale_flags),
-                                            pad_filter(size, pad), color_filter) if f]
+        self.picture_filters = [f for f in (aspect_filter, fit_filter(stored, self.picture, fit, scale_flags),
+                                            color_filter) if f]
         self.video_filter = ",".join(f for f in (self.rate_filter, *self.picture_filters) if f) or None
         self.skip_limit = max(1, round(2 * rate))  # reading on beats seeking for gaps shorter than ~2 s
         self._decoder: Iterator[np.ndarray] | None = None
@@ -87,8 +87,9 @@ class VideoReader:
 
     def _open(self, start: int) -> None:
         self.close()
-        self._decoder = decode_frames(self.info.path, self.size, ffmpeg=self.ffmpeg, extra_input_args=self._input_args(start),
-                                      video_filter=self.video_filter, pix_fmt=self.pix_fmt)
+        self._decoder = decode_frames(self.info.path, self.picture, ffmpeg=self.ffmpeg,
+                                      extra_input_args=self._input_args(start), video_filter=self.video_filter,
+                                      pix_fmt=self.pix_fmt)
         self._position = start
         self._last = None
 
@@ -106,7 +107,7 @@ class VideoReader:
         if self._decoder is None or not (self._position <= start <= self._position + self.skip_limit):
             self._open(start)
         while self._position < stop:
-            frame = next(self._decoder, None)
+            frame = self._padded(next(self._decoder, None))
             if frame is None:
                 frame = self._ran_out(stop)
             else:
@@ -118,7 +119,8 @@ class VideoReader:
     def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
         """Frames ``start`` .. ``stop - 1`` into ``writer``: the first and last read as usual (either may be a
         transition's boundary frame), those between moved decoder to encoder without passing through Python."""
-        if self.conform or not CAN_MOVE_FRAMES or stop - start < 3:  # a converted clip may need its last frame held
+        # A converted clip may need its last frame held; a padded one is grown frame by frame.
+        if self.conform or self.picture != self.size or not CAN_MOVE_FRAMES or stop - start < 3:
             for frame in self.frames(start, stop):
                 writer.write(frame)
             return
@@ -130,6 +132,12 @@ class VideoReader:
         if moved != wanted:
             self._ran_out(stop)
         writer.write(self.frame(stop - 1))
+
+    def _padded(self, frame: np.ndarray | None) -> np.ndarray | None:
+        """A decoded frame grown to ``size`` where the codec needs padding."""
+        if frame is None or self.picture == self.size:
+            return frame
+        return pad_frame(frame, self.pix_fmt, self.picture, self.size)
 
     def _ran_out(self, stop: int) -> np.ndarray:
         """A converted clip may end a frame or two early: hold its last frame; an exact one may not."""
@@ -146,7 +154,7 @@ class VideoReader:
         self._open(0)
         for frame in self._decoder:
             self._position += 1
-            yield frame
+            yield self._padded(frame)
 
     def close(self) -> None:
         if self._decoder is not None:
