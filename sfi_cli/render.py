@@ -254,6 +254,7 @@ def _source_facts(source) -> dict[str, Any]:
     if source.info:
         info = source.info
         facts.update({"frames": info.frame_count, "fps": format_rate(info.rate), "vfr": info.vfr,
-                      "size": f"{info.width}x{info.height}", "pix_fmt": info.pix_fmt, "rotation": info.rotation,
+                      "size": f"{info.width}x{info.height}", "sar": f"{info.sar.numerator}:{info.sar.denominator}",
+                      "field_order": info.field_order, "pix_fmt": info.pix_fmt, "rotation": info.rotation,
                       "timecode": info.timecode, "audio_tracks": len(info.audio), "subtitle_tracks": len(info.subtitles)})
     return facts

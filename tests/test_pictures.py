@@ -234,6 +234,11 @@ def test_ten_bit_ramp_keeps_ten_bit_precision(tmp_path, ffmpeg_exe, sfi, engine)
           f"max error vs the ideal ramp (10-bit codes) 8-bit path {error['ramp8']}, 16-bit path {error['ramp10']}")
     assert distinct["ramp10"] >= 3 * distinct["ramp8"]
     assert error["ramp10"] <= 2
+    # the work folder kept the gap at 16 bits: a second run reads it back to the same output
+    summary = render(sfi, tmp_path / "ramp10.toml", '[output]\npath = "again.mp4"\nquality = 0\n\n'
+                     '[[shot]]\nvideo = "ramp10.mp4"\nslowmo = 2\n', "--engine", engine)
+    assert summary["gaps_cached"] == 1
+    assert np.array_equal(yuv_planes(tmp_path / "again.mp4")[1][0], yuv_planes(tmp_path / "ramp10-slow.mp4")[1][0])
 
 
 def test_semfi_delivery_brings_8_bit_model_frames_to_16_bit_ends():
