@@ -3,10 +3,11 @@ engines (RGB), and how an output is tagged: every colour conversion sfi asks ffm
 
 Conversions name both sides' matrix and range explicitly and go through zscale (zimg)
 when the ffmpeg has it: a frame taken from YUV to RGB and back comes back at the same
-code values. swscale's default YUV->RGB path (no full chroma interpolation) makes every
-frame about 1.5 levels of Y darker on the way back, so a slowed-down shot pulses; where
-zscale is missing swscale is used with ``accurate_rnd+full_chroma_int``, which fixes Y but
-leaves full-range chroma half a level low.
+code values. swscale's default YUV->RGB path (no full chroma interpolation) made every
+generated frame 1 to 2 levels of Y darker than the footage around it, so a slowed-down shot
+pulsed; where zscale is missing swscale is used with ``accurate_rnd+full_chroma_int``, which
+fixes limited-range 8-bit footage but leaves full-range chroma (and 10-bit full-range luma)
+about half a level off.
 
 Sources deeper than 8 bits travel as 16-bit RGB (``rgb48le``, uint16 arrays), so an
 engine's in-betweens keep the source's precision; 8-bit sources as ``rgb24`` (uint8).
@@ -32,6 +33,7 @@ def rgb_format(bit_depth: int) -> str:
 
 
 def rgb_format_of(frame: np.ndarray) -> str:
+    """The ffmpeg layout of an engine's RGB frame, by its dtype."""
     return RGB_FORMATS[frame.dtype]
 
 

@@ -123,11 +123,6 @@ class Plan:
     pad: tuple[int, int] = (0, 0)  # columns, rows repeated at the right/bottom edge to make ``size`` even
 
     @property
-    def picture_size(self) -> tuple[int, int]:
-        """The pictures' own size: ``size`` without the padding the codec needs."""
-        return self.size[0] - self.pad[0], self.size[1] - self.pad[1]
-
-    @property
     def sar(self) -> Fraction:
         """The output's sample aspect ratio: the first video's (inverted when its rotation is applied), else square."""
         if self.primary is None:
