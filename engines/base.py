@@ -23,10 +23,12 @@ class UnknownEngine(SfiError):
 class Engine:
     """Makes in-between frames for one gap.
 
-    ``first`` and ``last`` are HxWx3 uint8 RGB arrays of the same size. ``generate``
-    returns (or yields, so long gaps need not sit in memory) exactly ``count`` new
-    frames of that size, evenly spaced in time strictly between the two (frame i sits
-    at t = (i + 1) / (count + 1)); the ends themselves are not part of the result.
+    ``first`` and ``last`` are HxWx3 RGB arrays of the same size and dtype: uint8, or
+    uint16 (full scale 0..65535) for footage deeper than 8 bits, so 10-bit sources keep
+    their precision. ``generate`` returns (or yields, so long gaps need not sit in memory)
+    exactly ``count`` new frames of that size and dtype, evenly spaced in time strictly
+    between the two (frame i sits at t = (i + 1) / (count + 1)); the ends themselves are
+    not part of the result.
     """
 
     name: ClassVar[str] = ""

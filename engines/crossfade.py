@@ -10,7 +10,7 @@ from engines.base import Engine, ProgressCallback, frame_times
 
 
 def dissolve(first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
-    """The frame at time ``t`` of a linear cross-dissolve, rounded to 8 bits."""
+    """The frame at time ``t`` of a linear cross-dissolve, rounded to the frames' own depth (8 or 16 bits)."""
     import cv2
 
     # OpenCV's weighted sum: the same values as rint((1 - t) * first + t * last) in float32, ~10x faster

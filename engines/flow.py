@@ -129,6 +129,24 @@ def splat(grid: np.ndarray, flow: np.ndarray, scale: float, values: list[np.ndar
             for v in values]
 
 
+def grey8(frame: np.ndarray) -> np.ndarray:
+    """An 8-bit grey copy of an RGB frame (8 or 16 bits): DIS measures motion on 8-bit pictures, which is
+    plenty for motion; the pictures themselves are warped at their own depth."""
+    cv2 = _cv2()
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return grey if grey.dtype == np.uint8 else cv2.convertScaleAbs(grey, alpha=1 / 257)
+
+
+def blend(first: np.ndarray, last: np.ndarray, weight_first: np.ndarray, weight_last: np.ndarray) -> np.ndarray:
+    """Per-pixel weighted mean of two frames; 16-bit frames are blended in float32 (``cv2.blendLinear``
+    takes 8-bit or float pictures only) and rounded back."""
+    cv2 = _cv2()
+    if first.dtype == np.uint8:
+        return cv2.blendLinear(first, last, weight_first, weight_last)
+    mixed = cv2.blendLinear(first.astype(np.float32), last.astype(np.float32), weight_first, weight_last)
+    return np.clip(np.rint(mixed), 0, np.iinfo(first.dtype).max).astype(first.dtype)
+
+
 class MotionField:
     """Both-way flow between two frames and the trust in it, measured once per gap."""
 
@@ -136,7 +154,7 @@ class MotionField:
         cv2 = _cv2()
         self.full_shape = first.shape[:2]
         self.size = flow_size(first.shape, flow_width)
-        grey_first, grey_last = (cv2.cvtColor(self._shrink(f), cv2.COLOR_RGB2GRAY) for f in (first, last))
+        grey_first, grey_last = (grey8(self._shrink(f)) for f in (first, last))
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         # The preset stops refining at half the size it is given and upsamples. Refining
         # down to the given size instead gets the same detail from half the width, so
@@ -195,7 +213,6 @@ class MotionField:
 def in_between(field: MotionField, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
     """The frame at time t: both ends warped along the motion through each pixel, blended
     by temporal distance times how visible each end is there."""
-    cv2 = _cv2()
     motion, seen_first, seen_last = field.motion_at(t)
     motion = field.full_motion(motion)
     grid = pixel_grid(first.shape[1], first.shape[0])
@@ -203,7 +220,7 @@ def in_between(field: MotionField, first: np.ndarray, last: np.ndarray, t: float
     from_last = warp(last, grid, motion, 1 - t)
     weight_first = field.to_full((1 - t) * (seen_first + FALLBACK_WEIGHT))
     weight_last = field.to_full(t * (seen_last + FALLBACK_WEIGHT))
-    return cv2.blendLinear(from_first, from_last, weight_first, weight_last)
+    return blend(from_first, from_last, weight_first, weight_last)
 
 
 class FlowEngine(Engine):

@@ -174,9 +174,12 @@ class SemFiEngine(Engine):
         from engines.semfi_parts.sampler import Request
         from PIL import Image
 
+        from sfi_cli.formats import at_depth
+
         sampler, mixture = self.runtime()
         mixture.activate(rules.expert_index(frames))
-        ends = [rules.to_model_pixels(resize(image, size, Image.Resampling.BICUBIC)) for image in (first, last)]
+        ends = [rules.to_model_pixels(resize(at_depth(image, np.uint8), size, Image.Resampling.BICUBIC))
+                for image in (first, last)]  # the model works in 8 bits; delivery brings its frames back to the ends' depth
         request = Request(ends[0], ends[1], frames, prompt, negative_prompt or self.negative_prompt, seed,
                           self.steps, self.cfg, self.shift)
         return sampler.run(request, progress)

@@ -61,6 +61,12 @@ CODECS: dict[str, list[str]] = {
 }
 
 
+def codec_pix_fmt(suffix: str) -> str:
+    """The pixel format a container's codec is written in."""
+    args = CODECS[suffix]
+    return args[args.index("-pix_fmt") + 1]
+
+
 def encoder_args(suffix: str, crf: int, preset: str) -> list[str]:
     """ffmpeg output options for a container, with quality settings where the codec has them."""
     args = list(CODECS[suffix])
@@ -98,16 +104,16 @@ def _running(pid: int) -> bool:
     return True
 
 
-# Frame layouts that come out as HxWx3 arrays; any other ffmpeg pixel format (yuv420p,
-# yuv422p10le, ...) travels as a flat uint8 array of one frame's bytes.
-RGB_DTYPES: dict[str, type] = {"rgb24": np.uint8, "bgr24": np.uint8}
+# Frame layouts that come out as HxWx3 arrays (16-bit RGB for deep footage); any other ffmpeg
+# pixel format (yuv420p, yuv422p10le, ...) travels as a flat uint8 array of one frame's bytes.
+RGB_DTYPES: dict[str, type] = {"rgb24": np.uint8, "bgr24": np.uint8, "rgb48le": np.uint16}
 PIPE_BYTES = 1 << 20  # bigger pipe buffers: a 1080p frame in 6 syscalls instead of 100
 
 
 def raw_frame_size(pix_fmt: str, width: int, height: int) -> int:
     """Bytes of one raw frame of ``pix_fmt`` at ``width`` x ``height`` as ffmpeg's rawvideo carries it."""
     if pix_fmt in RGB_DTYPES:
-        return width * height * 3
+        return width * height * 3 * np.dtype(RGB_DTYPES[pix_fmt]).itemsize
     import av
 
     video_format = av.VideoFormat(pix_fmt, width, height)
@@ -130,6 +136,8 @@ class VideoWriter:
     ``pix_fmt`` is the layout of the frames written: RGB arrays, or flat raw frames of
     another format (e.g. yuv420p10le) when the caller already has them in the codec's
     format; subclasses that need a different ffmpeg command override ``command``.
+    RGB frames are encoded in, and tagged with, the standard of their size (BT.709 for HD,
+    BT.601 for SD: see ``formats.picture_standard``).
     """
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, *, ffmpeg: str,
@@ -148,19 +156,25 @@ class VideoWriter:
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         """The ffmpeg command line that reads raw frames on stdin and writes ``self.partial``."""
+        from sfi_cli.formats import standard_encoding
+
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
+        suffix = self.path.suffix.lower()
+        colour = (standard_encoding(self.pix_fmt, codec_pix_fmt(suffix), (self.width, self.height), ffmpeg)
+                  if self.pix_fmt in RGB_DTYPES else [])
         return [
             ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-s", f"{self.width}x{self.height}",
             "-framerate", rate, "-i", "pipe:0",
-            *encoder_args(self.path.suffix.lower(), crf, preset),
+            *colour, *encoder_args(suffix, crf, preset),
             "-r", rate, str(self.partial),
         ]
 
     def write(self, frame: np.ndarray) -> None:
         if self.pix_fmt in RGB_DTYPES:
-            if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-                raise ValueError(f"frame {frame.shape} {frame.dtype} does not match {self.width}x{self.height} uint8 RGB")
+            dtype = np.dtype(RGB_DTYPES[self.pix_fmt])
+            if frame.shape != (self.height, self.width, 3) or frame.dtype != dtype:
+                raise ValueError(f"frame {frame.shape} {frame.dtype} does not match {self.width}x{self.height} {dtype} RGB")
         elif frame.nbytes != self.frame_bytes:
             raise ValueError(f"frame of {frame.nbytes} bytes does not match {self.width}x{self.height} {self.pix_fmt}")
         try:
@@ -295,6 +309,7 @@ class FrameStream:
         self.process, self.failed, self.closed = process, failed, False
         width, height = size
         self.frame_bytes = raw_frame_size(pix_fmt, width, height)
+        self.dtype = np.dtype(RGB_DTYPES.get(pix_fmt, np.uint8))
         self.shape = (height, width, 3) if pix_fmt in RGB_DTYPES else (self.frame_bytes,)
         widen_pipe(process.stdout)
 
@@ -312,7 +327,7 @@ class FrameStream:
         if filled < self.frame_bytes:
             self._finish()
             raise StopIteration
-        return np.frombuffer(buffer, dtype=np.uint8).reshape(self.shape)
+        return np.frombuffer(buffer, dtype=self.dtype).reshape(self.shape)
 
     def move_to(self, sink: int, count: int) -> int:
         """Pass up to ``count`` whole frames on to the pipe ``sink``; returns how many (fewer: the stream ended)."""

@@ -85,6 +85,14 @@ def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, 
     engine = load_engine(job.engine, job.engine_settings)
     height, width = first.shape[:2]
     reporter.message(f"{engine.name}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
+    if job.target.is_video:
+        from sfi_cli.ffmpeg import codec_pix_fmt
+        from sfi_cli.formats import even_padding, padding_warning
+
+        pix_fmt = codec_pix_fmt(job.target.path.suffix.lower())
+        pad = even_padding((width, height), pix_fmt)
+        if any(pad):
+            reporter.message(f"warning: {padding_warning((width, height), pad, pix_fmt)}")
     with reporter.task(f"{engine.name} {job.first.name} -> {job.last.name}", job.frames) as progress:
         middle = engine.generate(first, last, job.frames, prompt=job.prompt, negative_prompt=job.negative_prompt,
                                  seed=job.seed, progress=progress)

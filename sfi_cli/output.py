@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import CODECS, VideoWriter
+from sfi_cli.ffmpeg import CODECS, VideoWriter, codec_pix_fmt
+from sfi_cli.formats import at_depth
 
 VIDEO_SUFFIXES = tuple(CODECS)
 _PATTERN = re.compile(r"%0?\d*d")
@@ -89,10 +90,11 @@ def check_sheet(sheet: Path, force: bool) -> None:
         raise SfiError(f"contact sheet '{sheet}' already exists; pass --force to overwrite it")
 
 
-def even_size(frame: np.ndarray) -> np.ndarray:
-    """Pad odd dimensions by repeating the last row/column (yuv420p needs even sizes)."""
-    height, width = frame.shape[:2]
-    pad_y, pad_x = height % 2, width % 2
+def even_size(frame: np.ndarray, pix_fmt: str) -> np.ndarray:
+    """Pad the dimensions ``pix_fmt`` needs even by repeating the last row/column (never resampled)."""
+    from sfi_cli.formats import even_padding
+
+    pad_x, pad_y = even_padding((frame.shape[1], frame.shape[0]), pix_fmt)
     if not (pad_x or pad_y):
         return frame
     return np.pad(frame, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
@@ -112,7 +114,7 @@ def _write_video(path: Path, frames: Iterator[np.ndarray], **options) -> int:
     writer = None
     try:
         for frame in frames:
-            frame = even_size(frame) if path.suffix.lower() == ".mp4" else frame
+            frame = even_size(frame, codec_pix_fmt(path.suffix.lower()))
             if writer is None:
                 writer = VideoWriter(path, (frame.shape[1], frame.shape[0]), **options)
             writer.write(frame)
@@ -190,7 +192,8 @@ class ContactSheet:
             return frame
         height, width = frame.shape[:2]
         thumb_height = max(1, round(height * self.thumb_width / width))
-        thumbnail = Image.fromarray(frame).resize((self.thumb_width, thumb_height), Image.Resampling.BILINEAR)
+        thumbnail = Image.fromarray(at_depth(frame, np.uint8)).resize((self.thumb_width, thumb_height),
+                                                                      Image.Resampling.BILINEAR)
         self.thumbnails.append((self.seen, thumbnail))
         if len(self.thumbnails) > self.limit:
             self.thumbnails = self.thumbnails[::2]

@@ -15,15 +15,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
+from sfi_cli import formats
 from sfi_cli.errors import SfiError
 from sfi_cli.images import check_frame_size
 from sfi_cli.probe import Attachment, AudioStream, Chapter, MediaInfo, SubtitleStream, probe
 from sfi_cli.recipe import Recipe, ShotSpec, TransitionSpec
 from sfi_cli.timecode import format_rate, format_timecode
 
-# swscale's names for the YUV matrix of each colour space ffmpeg reports.
-SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170m", "fcc": "fcc",
-                    "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
 CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}
 TEXT_SUBTITLES = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}  # can become mov_text
 STYLED_SUBTITLES = {"ass", "ssa"}  # their styling is lost when they become mov_text
@@ -129,28 +127,39 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)  # of the primary source, copied (.mkv only)
     chapters: list[Chapter] = field(default_factory=list)  # of the primary source, moved past inserted transitions
+    pad: tuple[int, int] = (0, 0)  # columns, rows repeated at the right/bottom edge to make ``size`` even
+
+    @property
+    def sar(self) -> Fraction:
+        """The output's sample aspect ratio: the first video's (inverted when its rotation is applied), else square."""
+        if self.primary is None:
+            return Fraction(1)
+        info = self.primary.info
+        return 1 / info.sar if info.rotation % 180 and not self.keep_rotation else info.sar
 
     @property
     def color_range(self) -> str:
         """"tv" or "pc": the primary source's range (full range for yuvj formats), tv without one."""
-        info = self.primary.info if self.primary else None
-        if info and info.color.range:
-            return info.color.range
-        return "pc" if info and info.pix_fmt.startswith("yuvj") else "tv"
+        return self.primary.info.color_range if self.primary else "tv"
 
     @property
     def matrix(self) -> str:
-        """swscale's name for the YUV matrix: the primary source's, else BT.601 (what ffmpeg assumes untagged)."""
+        """The YUV matrix: the primary source's, else BT.601 (what ffmpeg assumes untagged)."""
         space = self.primary.info.color.space if self.primary else None
-        return SWSCALE_MATRICES.get(space, "bt601")
+        return space if space in formats.SWSCALE_MATRICES else formats.UNTAGGED_MATRIX
 
-    def rgb_to_output(self) -> str:
-        """ffmpeg filters turning RGB frames into the output's YUV with its matrix and range."""
-        return f"scale=out_color_matrix={self.matrix}:out_range={self.color_range}:flags=accurate_rnd,format={self.pix_fmt}"
+    @property
+    def rgb_pix_fmt(self) -> str:
+        """The engines' RGB: 16-bit when the primary source has more than 8 bits, else 8-bit."""
+        return formats.rgb_format(self.primary.info.bit_depth if self.primary else 8)
 
-    def output_to_rgb(self) -> str:
-        """The way back: the output's YUV read with its matrix and range into RGB (for the engines)."""
-        return f"scale=in_color_matrix={self.matrix}:in_range={self.color_range}:flags=accurate_rnd,format=rgb24"
+    def rgb_to_output(self, ffmpeg: str) -> str:
+        """ffmpeg filters turning the engines' RGB into the output's YUV with its matrix and range."""
+        return formats.rgb_to_yuv(self.rgb_pix_fmt, self.matrix, self.color_range, self.pix_fmt, ffmpeg)
+
+    def output_to_rgb(self, ffmpeg: str) -> str:
+        """The way back: the output's YUV read with its matrix and range into the engines' RGB."""
+        return formats.yuv_to_rgb(self.matrix, self.color_range, self.rgb_pix_fmt, ffmpeg)
 
     @property
     def total_frames(self) -> int:
@@ -230,10 +239,12 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
     size = recipe.output.size or _first_size(recipe.shots[0], sources, keep_rotation)
     check_frame_size(*size, "output size")
     pix_fmt = output_pix_fmt(codec, primary.info if primary else None)
-    if pix_fmt.startswith(("yuv420", "yuv422")) and (size[0] % 2 or (pix_fmt.startswith("yuv420") and size[1] % 2)):
-        size = (size[0] - size[0] % 2, size[1] - size[1] % 2)
-    warnings = [f"'{s.path.name}' has a variable frame rate: converting it to a constant {format_rate(rate)} fps"
-                for s in sources.values() if s.info and s.info.vfr]
+    pad = formats.even_padding(size, pix_fmt)
+    warnings = formats.picture_warnings(size, pad, pix_fmt, codec, primary.info if primary else None,
+                                        [s.info for s in sources.values() if s.info])
+    size = (size[0] + pad[0], size[1] + pad[1])
+    warnings += [f"'{s.path.name}' has a variable frame rate: converting it to a constant {format_rate(rate)} fps"
+                 for s in sources.values() if s.info and s.info.vfr]
     warnings += [f"'{s.path.name}' runs at {format_rate(s.info.rate)} fps: converting it to the output's {format_rate(rate)} fps"
                  for s in sources.values() if s.info and not s.info.vfr and s.info.rate != rate]
     shots = [_resolve_shot(spec, sources[str(spec.path)], rate) for spec in recipe.shots]
@@ -301,6 +312,7 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
         quality=recipe.output.quality if recipe.output.quality is not None else (3 if codec == "prores" else crf),
         preset=recipe.output.preset or preset, primary=primary, keep_rotation=keep_rotation, sources=sources,
         segments=segments, gaps=gaps, audio=[], subtitles=[], subtitle_shifts=[], recipe=recipe.path, warnings=warnings,
+        pad=pad,
     )
     if recipe.output.audio == "shots":
         plan.audio = _audio_tracks(plan, shots, lengths, output.suffix.lower())

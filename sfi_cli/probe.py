@@ -26,10 +26,13 @@ COLOR_TRCS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte2
 COLOR_SPACES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
                 8: "ycgco", 9: "bt2020nc", 10: "bt2020c"}
 
-# Rates a variable-rate clip is snapped to when its typical frame rate is this close (relative).
+# Rates a variable-rate clip is snapped to (the nearest) when its typical frame rate is this close (relative).
 STANDARD_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
                   Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60), Fraction(120)]
 SNAP_TOLERANCE = 0.01
+
+# AVFieldOrder values of interlaced video as ffmpeg's -field_order names them (0 unknown, 1 progressive).
+FIELD_ORDERS = {2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 
 # Containers that hold still images rather than video.
 IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "tiff_pipe", "bmp_pipe", "gif")
@@ -43,6 +46,15 @@ class ColorTags:
     primaries: str | None = None
     trc: str | None = None
     space: str | None = None
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """HDR10 static metadata, in x265's units: ``master_display`` as x265's master-display string,
+    ``max_cll`` as "MaxCLL,MaxFALL" (either None where the file has none)."""
+
+    master_display: str | None = None
+    max_cll: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,14 @@ class MediaInfo:
     subtitles: tuple[SubtitleStream, ...] = field(default_factory=tuple)
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
     chapters: tuple[Chapter, ...] = field(default_factory=tuple)
+    sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio; 1 where the file does not say
+    field_order: str | None = None  # "tt", "bb", "tb" or "bt" for interlaced video, None for progressive
+    hdr: HdrMetadata | None = None
+
+    @property
+    def color_range(self) -> str:
+        """"tv" or "pc": as tagged, full range for yuvj formats, else tv."""
+        return self.color.range or ("pc" if self.pix_fmt.startswith("yuvj") else "tv")
 
     @property
     def duration(self) -> Fraction:
@@ -138,9 +158,10 @@ def probe(path: Path) -> MediaInfo:
         rate, vfr = _frame_rate(stream, timestamps)
         context = stream.codec_context
         video_format = context.format
-        rotation, decodable = _first_frame_rotation(container, stream)
-        if not decodable:
+        first = _first_frame(container, stream)
+        if first is None:
             raise SfiError(f"input '{path}' has a video stream that cannot be decoded; it may be corrupt")
+        rotation = round(getattr(first, "rotation", 0) or 0) % 360
         start = stream.start_time * stream.time_base if stream.start_time is not None else Fraction(0)
         file_start = Fraction(container.start_time, 1_000_000) if container.start_time is not None else Fraction(0)
         frame_count = len(timestamps) if not vfr else max(1, round((timestamps[-1] - timestamps[0]) * stream.time_base * rate) + 1)
@@ -172,6 +193,9 @@ def probe(path: Path) -> MediaInfo:
                               for i, s in enumerate(container.streams.attachments)),
             chapters=tuple(Chapter(c["start"] * c["time_base"] - start, c["end"] * c["time_base"] - start,
                                    c["metadata"].get("title")) for c in container.chapters()),
+            sar=Fraction(stream.sample_aspect_ratio or context.sample_aspect_ratio or 1),
+            field_order=FIELD_ORDERS.get(getattr(context, "field_order", 0)),
+            hdr=_hdr_metadata(first),
         )
 
 
@@ -204,25 +228,43 @@ def _frame_rate(stream, timestamps: list[int]) -> tuple[Fraction, bool]:
         return nominal, False
     # The rate the camera mostly ran at (the typical frame duration), snapped to a standard rate.
     typical_rate = 1 / (Fraction(typical) * time_base)
-    for standard in STANDARD_RATES:
-        if abs(typical_rate / standard - 1) <= SNAP_TOLERANCE:
-            return standard, True
+    nearest = min(STANDARD_RATES, key=lambda standard: abs(typical_rate / standard - 1))
+    if abs(typical_rate / nearest - 1) <= SNAP_TOLERANCE:
+        return nearest, True
     return typical_rate.limit_denominator(1001), True
 
 
-def _first_frame_rotation(container, stream) -> tuple[int, bool]:
-    """Display rotation in degrees from the first frame's display matrix, and whether it decoded."""
+def _first_frame(container, stream):
+    """The first decoded frame (its display matrix and side data describe the stream), or None."""
     import av
 
     try:
-        frame = next(container.decode(stream), None)
+        return next(container.decode(stream), None)
     except av.error.FFmpegError:
-        return 0, False
+        return None
     finally:
         container.seek(0)
-    if frame is None:
-        return 0, False
-    return round(getattr(frame, "rotation", 0) or 0) % 360, True
+
+
+def _hdr_metadata(frame) -> HdrMetadata | None:
+    """HDR10 mastering display and content light level from a frame's side data (AVMasteringDisplayMetadata:
+    ten AVRationals, then has_primaries and has_luminance; AVContentLightMetadata: MaxCLL, MaxFALL)."""
+    import struct
+
+    found = {str(data.type).rsplit(".", 1)[-1]: bytes(data) for data in frame.side_data}
+    master = found.get("MASTERING_DISPLAY_METADATA")
+    light = found.get("CONTENT_LIGHT_LEVEL")
+    display = None
+    if master and len(master) >= 88:
+        values = struct.unpack("=20i2i", master[:88])
+        ratio = [Fraction(n, d) if d else Fraction(0) for n, d in zip(values[0:20:2], values[1:20:2])]
+        (rx, ry, gx, gy, bx, by, wx, wy, low, high), (has_primaries, has_luminance) = ratio, values[20:]
+        if has_primaries and has_luminance:
+            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731 - x265 units of 0.00002
+            display = (f"G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
+                       f"L({round(high * 10000)},{round(low * 10000)})")
+    cll = "{},{}".format(*struct.unpack("=2I", light[:8])) if light and len(light) >= 8 else None
+    return HdrMetadata(display, cll) if display or cll else None
 
 
 def _chroma(video_format) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sfi_cli import __version__
+from sfi_cli import __version__, formats
 from sfi_cli.errors import SfiError
 from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target
 from sfi_cli.plan import Footage, Gap, Generated, Plan, describe, semfi_expert
@@ -71,13 +71,15 @@ def _reader(plan: Plan, key: str, ffmpeg: str):
     source = plan.sources[key]
     if source.info is None:
         return StillReader(source.path, size=plan.size, fit=plan.fit, pix_fmt=plan.pix_fmt, ffmpeg=ffmpeg,
-                           to_output=plan.rgb_to_output())
+                           rgb_pix_fmt=plan.rgb_pix_fmt, to_output=plan.rgb_to_output(ffmpeg), sar=plan.sar, pad=plan.pad)
     color_filter = None
     primary = plan.primary.info.color if plan.primary else None
     if (source.info.color.space, source.info.color.range) != (primary.space, primary.range):
-        color_filter = f"scale=out_color_matrix={plan.matrix}:out_range={plan.color_range}"
+        color_filter = formats.yuv_to_yuv((source.info.color.space or formats.UNTAGGED_MATRIX, source.info.color_range),
+                                          (plan.matrix, plan.color_range), ffmpeg)
     return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt,
-                       keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter)
+                       keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter, sar=plan.sar,
+                       pad=plan.pad)
 
 
 class _Readers(dict):
@@ -121,7 +123,7 @@ class GapMaker:
         key = gap_key(engine.cache_key(), params, first, last)
         title = f"gap {gap.index + 1}/{len(self.plan.gaps)} ({gap.label}, {gap.count} frames, {engine.name})"
         cached = self.cache.has(key)
-        to_output = {"pix_fmt": self.plan.pix_fmt, "video_filter": self.plan.rgb_to_output()}
+        to_output = {"pix_fmt": self.plan.pix_fmt, "video_filter": self.plan.rgb_to_output(self.cache.ffmpeg)}
         if cached:
             self.reporter.message(f"{title}: already in the work folder, skipped")
             if self.sheet:
@@ -147,8 +149,8 @@ class GapMaker:
 
 
 def boundary_frames(gap: Gap, readers: _Readers, plan: Plan, ffmpeg: str) -> tuple[np.ndarray, np.ndarray]:
-    """A gap's two boundary frames as RGB, from the splice's own readers (no extra decoding pass):
-    the frame just written before the gap, and the first frame of what follows it."""
+    """A gap's two boundary frames as the engines' RGB (16-bit for deep footage), from the splice's own
+    readers (no extra decoding pass): the frame just written before the gap, and the first frame of what follows it."""
     from sfi_cli.ffmpeg import convert_frames
     from sfi_cli.sources import StillReader
 
@@ -161,8 +163,8 @@ def boundary_frames(gap: Gap, readers: _Readers, plan: Plan, ffmpeg: str) -> tup
         else:
             raw[side] = reader.frame(index)
     if raw:
-        converted = convert_frames(raw.values(), plan.size, from_pix_fmt=plan.pix_fmt, pix_fmt="rgb24",
-                                   video_filter=plan.output_to_rgb(), ffmpeg=ffmpeg)
+        converted = convert_frames(raw.values(), plan.size, from_pix_fmt=plan.pix_fmt, pix_fmt=plan.rgb_pix_fmt,
+                                   video_filter=plan.output_to_rgb(ffmpeg), ffmpeg=ffmpeg)
         rgb.update(zip(raw, converted))
     return rgb[0], rgb[1]
 
@@ -255,7 +257,8 @@ def _source_facts(source) -> dict[str, Any]:
     if source.info:
         info = source.info
         facts.update({"frames": info.frame_count, "fps": format_rate(info.rate), "vfr": info.vfr,
-                      "size": f"{info.width}x{info.height}", "pix_fmt": info.pix_fmt, "rotation": info.rotation,
+                      "size": f"{info.width}x{info.height}", "sar": f"{info.sar.numerator}:{info.sar.denominator}",
+                      "field_order": info.field_order, "pix_fmt": info.pix_fmt, "rotation": info.rotation,
                       "timecode": info.timecode, "audio_tracks": len(info.audio), "subtitle_tracks": len(info.subtitles),
                       "attachments": len(info.attachments), "chapters": len(info.chapters)})
     return facts

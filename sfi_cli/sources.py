@@ -18,6 +18,7 @@ import numpy as np
 
 from sfi_cli.errors import SfiError
 from sfi_cli.ffmpeg import CAN_MOVE_FRAMES, RGB_DTYPES, VideoWriter, convert_frames, decode_frames
+from sfi_cli.formats import at_depth, pad_frame
 from sfi_cli.probe import MediaInfo
 
 
@@ -41,14 +42,16 @@ def seconds_arg(value: Fraction) -> str:
 class VideoReader:
     """Frames of one video by number, at ``size`` and ``rate``, in raw layout ``pix_fmt``.
 
-    ``color_filter`` converts the clip's colours to the output's when they differ;
+    ``color_filter`` converts the clip's colours to the output's when they differ; ``sar`` is the output's
+    pixel aspect (a clip with other pixels is fitted by its display aspect); ``pad`` the columns and rows
+    repeated at the right/bottom edge to reach ``size`` (footage is padded, never resampled, to an even size);
     ``scale_flags`` picks ffmpeg's scaler (lanczos for pictures, area for analysis);
     ``decoder_args`` are extra ffmpeg input options (e.g. faster, inexact decoding for analysis).
     """
 
     def __init__(self, info: MediaInfo, *, size: tuple[int, int], fit: str, rate: Fraction, pix_fmt: str,
                  keep_rotation: bool, ffmpeg: str, color_filter: str | None = None, scale_flags: str = "lanczos",
-                 decoder_args: Sequence[str] = ()) -> None:
+                 decoder_args: Sequence[str] = (), sar: Fraction | None = None, pad: tuple[int, int] = (0, 0)) -> None:
         self.info = info
         self.size = size
         self.rate = rate
@@ -58,8 +61,15 @@ class VideoReader:
         self.keep_rotation = keep_rotation
         self.decoder_args = list(decoder_args)
         stored = (info.width, info.height) if keep_rotation else info.display_size
+        source_sar = 1 / info.sar if info.rotation % 180 and not keep_rotation else info.sar
+        aspect_filter = None
+        if sar is not None and source_sar != sar:  # into the output's pixel shape first
+            stored = (max(1, round(stored[0] * source_sar / sar)), stored[1])
+            aspect_filter = f"scale={stored[0]}:{stored[1]}:flags={scale_flags},setsar=1"
+        self.picture = (size[0] - pad[0], size[1] - pad[1])  # decoded at this size, then padded to ``size``
         self.rate_filter = f"fps={rate.numerator}/{rate.denominator}" if self.conform else None
-        self.picture_filters = [f for f in (fit_filter(stored, size, fit, scale_flags), color_filter) if f]
+        self.picture_filters = [f for f in (aspect_filter, fit_filter(stored, self.picture, fit, scale_flags),
+                                            color_filter) if f]
         self.video_filter = ",".join(f for f in (self.rate_filter, *self.picture_filters) if f) or None
         self.skip_limit = max(1, round(2 * rate))  # reading on beats seeking for gaps shorter than ~2 s
         self._decoder: Iterator[np.ndarray] | None = None
@@ -77,8 +87,9 @@ class VideoReader:
 
     def _open(self, start: int) -> None:
         self.close()
-        self._decoder = decode_frames(self.info.path, self.size, ffmpeg=self.ffmpeg, extra_input_args=self._input_args(start),
-                                      video_filter=self.video_filter, pix_fmt=self.pix_fmt)
+        self._decoder = decode_frames(self.info.path, self.picture, ffmpeg=self.ffmpeg,
+                                      extra_input_args=self._input_args(start), video_filter=self.video_filter,
+                                      pix_fmt=self.pix_fmt)
         self._position = start
         self._last = None
 
@@ -96,7 +107,7 @@ class VideoReader:
         if self._decoder is None or not (self._position <= start <= self._position + self.skip_limit):
             self._open(start)
         while self._position < stop:
-            frame = next(self._decoder, None)
+            frame = self._padded(next(self._decoder, None))
             if frame is None:
                 frame = self._ran_out(stop)
             else:
@@ -108,7 +119,8 @@ class VideoReader:
     def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
         """Frames ``start`` .. ``stop - 1`` into ``writer``: the first and last read as usual (either may be a
         transition's boundary frame), those between moved decoder to encoder without passing through Python."""
-        if self.conform or not CAN_MOVE_FRAMES or stop - start < 3:  # a converted clip may need its last frame held
+        # A converted clip may need its last frame held; a padded one is grown frame by frame.
+        if self.conform or self.picture != self.size or not CAN_MOVE_FRAMES or stop - start < 3:
             for frame in self.frames(start, stop):
                 writer.write(frame)
             return
@@ -120,6 +132,12 @@ class VideoReader:
         if moved != wanted:
             self._ran_out(stop)
         writer.write(self.frame(stop - 1))
+
+    def _padded(self, frame: np.ndarray | None) -> np.ndarray | None:
+        """A decoded frame grown to ``size`` where the codec needs padding."""
+        if frame is None or self.picture == self.size:
+            return frame
+        return pad_frame(frame, self.pix_fmt, self.picture, self.size)
 
     def _ran_out(self, stop: int) -> np.ndarray:
         """A converted clip may end a frame or two early: hold its last frame; an exact one may not."""
@@ -136,7 +154,7 @@ class VideoReader:
         self._open(0)
         for frame in self._decoder:
             self._position += 1
-            yield frame
+            yield self._padded(frame)
 
     def close(self) -> None:
         if self._decoder is not None:
@@ -147,17 +165,28 @@ class VideoReader:
 class StillReader:
     """An image held for as many frames as asked, fitted to ``size`` and converted to ``pix_fmt`` once.
 
-    ``to_output`` is the ffmpeg filter from RGB to ``pix_fmt`` when that is not RGB.
+    ``rgb`` is the picture as the engines get it (``rgb_pix_fmt``: 8 or 16 bits); ``to_output`` is the
+    ffmpeg filter from it to ``pix_fmt`` when that is not RGB. ``sar`` and ``pad`` as for ``VideoReader``
+    (an image has square pixels).
     """
 
     def __init__(self, path: Path, *, size: tuple[int, int], fit: str, pix_fmt: str, ffmpeg: str,
-                 to_output: str | None = None) -> None:
+                 to_output: str | None = None, rgb_pix_fmt: str = "rgb24", sar: Fraction = Fraction(1),
+                 pad: tuple[int, int] = (0, 0)) -> None:
+        from PIL import Image
+
         from sfi_cli.images import load_image, resize_to
 
-        self.rgb = resize_to(load_image(path), size, fit)
+        image = load_image(path)
+        if sar != 1:  # square pixels into the output's pixel shape, so the picture keeps its display aspect
+            height, width = image.shape[:2]
+            image = np.asarray(Image.fromarray(image).resize((max(1, round(width / sar)), height), Image.Resampling.LANCZOS))
+        picture = resize_to(image, (size[0] - pad[0], size[1] - pad[1]), fit)
+        self.rgb = at_depth(np.pad(picture, ((0, pad[1]), (0, pad[0]), (0, 0)), mode="edge"), RGB_DTYPES[rgb_pix_fmt])
         self.raw = self.rgb
         if pix_fmt not in RGB_DTYPES:
-            self.raw = next(convert_frames([self.rgb], size, pix_fmt=pix_fmt, video_filter=to_output, ffmpeg=ffmpeg))
+            self.raw = next(convert_frames([self.rgb], size, pix_fmt=pix_fmt, video_filter=to_output, ffmpeg=ffmpeg,
+                                           from_pix_fmt=rgb_pix_fmt))
 
     def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
         for _ in range(start, stop):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+from sfi_cli import formats
 from sfi_cli.ffmpeg import VideoWriter
 from sfi_cli.plan import AudioPiece, AudioTrack, Plan, subtitle_codec
 
@@ -31,23 +32,32 @@ def video_options(plan: Plan) -> dict[str, object]:
         profile = 4 if plan.pix_fmt.startswith("yuv444") else plan.quality
         return {"c:v": "prores_ks", "profile:v": profile, "vendor": "apl0", "pix_fmt": plan.pix_fmt}
     options: dict[str, object] = {"crf": plan.quality, "preset": plan.preset, "pix_fmt": plan.pix_fmt}
+    info = plan.primary.info if plan.primary else None
+    hdr = formats.hdr_params(plan.codec, info.hdr if info else None)
     if plan.codec == "h265":
-        options.update({"c:v": "libx265", "tag:v": "hvc1", "x265-params": "log-level=error"})
+        options.update({"c:v": "libx265", "tag:v": "hvc1", "x265-params": ":".join(["log-level=error", *hdr])})
     else:
         options["c:v"] = "libx264"
+        if hdr:
+            options["x264-params"] = ":".join(hdr)
+    if info and info.field_order and plan.codec == "h264":
+        options["flags"] = "+ildct+ilme"  # coded as interlaced, as the source was
     if plan.output.suffix.lower() == ".mp4":
         options["movflags"] = "+faststart"
     return options
 
 
 def _tagged(stream, plan: Plan):
-    """Frames tagged with the primary source's colour description (range always: it is known)."""
-    color = plan.primary.info.color if plan.primary else None
+    """Frames tagged with the primary source's colour description (range always: it is known), pixel
+    aspect and field order."""
+    info = plan.primary.info if plan.primary else None
     tags = {"range": plan.color_range}
-    if color:
-        tags.update({k: v for k, v in (("color_primaries", color.primaries), ("color_trc", color.trc),
-                                       ("colorspace", color.space)) if v})
-    return stream.filter("setparams", **tags)
+    if info:
+        tags.update({k: v for k, v in (("color_primaries", info.color.primaries), ("color_trc", info.color.trc),
+                                       ("colorspace", info.color.space)) if v})
+        if info.field_order:
+            tags["field_mode"] = "tff" if info.field_order in ("tt", "tb") else "bff"
+    return stream.filter("setparams", **tags).filter("setsar", f"{plan.sar.numerator}/{plan.sar.denominator}")
 
 
 def _silences(ffmpeg_lib, tracks: list[AudioTrack]) -> dict[tuple[int, str], object]:
@@ -126,6 +136,8 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
         raw.update({"display_rotation:v:0": plan.primary.info.rotation, "noautorotate": None})
     streams = [_tagged(ffmpeg_lib.input("pipe:", **raw).video, plan)]
     options: dict[str, object] = {**video_options(plan), "r": rate}
+    if plan.primary and plan.primary.info.field_order:
+        options["field_order"] = plan.primary.info.field_order
     # Each source's streams are timed from its video's first frame (ffmpeg counts from the file's start), so
     # copied audio and subtitles keep their relation to the picture.
     inputs = {key: ffmpeg_lib.input(str(source.path), **({"itsoffset": f"{-float(source.info.start_offset):.6f}"}

@@ -22,9 +22,12 @@ import numpy as np
 
 from sfi_cli.errors import SfiError
 from sfi_cli.ffmpeg import convert_frames, decode_frames
+from sfi_cli.formats import rgb_format_of
 
-# Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p).
-LOSSLESS_ARGS = ["-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast"]
+# Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p) for 8 bits;
+# FFV1 for 16-bit RGB (libx264rgb has 8 bits only).
+LOSSLESS_ARGS = {"rgb24": ["-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast"],
+                 "rgb48le": ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp16le"]}
 
 
 def gap_key(engine_key: dict[str, Any], params: dict[str, Any], first: np.ndarray, last: np.ndarray) -> str:
@@ -68,6 +71,7 @@ class GapCache:
         if first is None:
             raise SfiError(f"no frames to store for gap {key}")
         height, width = first.shape[:2]
+        rgb = rgb_format_of(first)
         taken = 0
 
         def counted() -> Iterator[np.ndarray]:
@@ -82,7 +86,8 @@ class GapCache:
             handed_on = 0
             for handed_on, frame in enumerate(convert_frames(counted(), (width, height), pix_fmt=pix_fmt,
                                                              video_filter=video_filter, ffmpeg=self.ffmpeg,
-                                                             also_write=[*LOSSLESS_ARGS, str(staging / "frames.mkv")]),
+                                                             from_pix_fmt=rgb,
+                                                             also_write=[*LOSSLESS_ARGS[rgb], str(staging / "frames.mkv")]),
                                               start=1):
                 yield frame
             if handed_on != taken:

@@ -250,3 +250,57 @@ def matroska_clip(tmp_path_factory) -> Path:
 
     return make_stream_clip(tmp_path_factory.mktemp("clips") / "styled.mkv", find_ffmpeg(), audio_offsets=(0.0,),
                             ass=True, font=True, chapters=True)
+
+
+# --- Pictures: clips whose exact code values, pixel shape, fields and HDR metadata are known ---
+
+def encode_yuv(path: Path, ffmpeg: str, frames: list[list[np.ndarray]], *, pix_fmt: str, rate: str = "25",
+               codec: tuple[str, ...] = ("-c:v", "libx264", "-qp", "0", "-preset", "veryfast"),
+               tags: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> Path:
+    """Encode frames given as YUV planes (Y, U, V arrays of ``pix_fmt``'s layout and depth) without
+    loss, so the file decodes to exactly these code values. ``tags`` (colour options such as
+    -colorspace) describe the frames given (so ffmpeg converts nothing) and the file; ``extra`` are
+    further output options."""
+    height, width = frames[0][0].shape
+    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_fmt,
+               "-s", f"{width}x{height}", "-framerate", rate, *tags, "-i", "pipe:0", *codec, "-pix_fmt", pix_fmt,
+               *tags, *extra, str(path)]
+    data = b"".join(np.ascontiguousarray(plane).tobytes() for planes in frames for plane in planes)
+    subprocess.run(command, input=data, check=True)
+    return path
+
+
+def yuv_planes(path: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every frame of the first video stream as its (Y, U, V) planes in code values, as decoded (no conversion)."""
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            deep = any(c.bits > 8 for c in frame.format.components)
+            dtype = np.dtype(np.uint16 if deep else np.uint8)
+            planes = []
+            for plane in frame.planes[:3]:
+                data = np.frombuffer(bytes(plane), dtype)
+                planes.append(data.reshape(plane.height, plane.line_size // dtype.itemsize)[:, :plane.width].copy())
+            frames.append(tuple(planes))
+    return frames
+
+
+def flat_planes(width: int, height: int, yuv: tuple[int, int, int], pix_fmt: str) -> list[np.ndarray]:
+    """One flat frame's planes in ``pix_fmt`` (4:2:0 or 4:4:4, 8 or 10 bits)."""
+    dtype = np.uint16 if "10" in pix_fmt else np.uint8
+    chroma = (height, width) if pix_fmt.startswith("yuv444") else ((height + 1) // 2, (width + 1) // 2)
+    return [np.full((height, width), yuv[0], dtype), np.full(chroma, yuv[1], dtype), np.full(chroma, yuv[2], dtype)]
+
+
+def video_facts(path: Path) -> dict:
+    """The picture facts of the first video stream (PyAV): size, pixel aspect, colour tags, pixel format."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        return {"size": (context.width, context.height), "sar": stream.sample_aspect_ratio,
+                "colorspace": context.colorspace, "primaries": context.color_primaries, "trc": context.color_trc,
+                "range": context.color_range, "pix_fmt": context.format.name}

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from engines.semfi_parts.rules import frame_positions
+from sfi_cli.formats import at_depth
 
 DRIFT_CELL = 32  # the drift correction keeps detail coarser than 1/32 of the frame only
 
@@ -52,8 +53,12 @@ def corrected_frames(model_frames: list[np.ndarray], first: np.ndarray, last: np
     Returned as a cached lookup, so only the frames used are scaled and corrected."""
     count = len(model_frames)
     size = (first.shape[1], first.shape[0])
-    drift_first = end_drift(first, resize(model_frames[0], size))
-    drift_last = end_drift(last, resize(model_frames[-1], size))
+
+    def scaled(model_frame: np.ndarray) -> np.ndarray:  # at the ends' size and depth (16 bits for deep footage)
+        return at_depth(resize(model_frame, size), first.dtype)
+
+    drift_first = end_drift(first, scaled(model_frames[0]))
+    drift_last = end_drift(last, scaled(model_frames[-1]))
 
     @lru_cache(maxsize=4)
     def frame(index: int) -> np.ndarray:
@@ -62,8 +67,8 @@ def corrected_frames(model_frames: list[np.ndarray], first: np.ndarray, last: np
         if index == count - 1:
             return last
         t = index / (count - 1)
-        fixed = resize(model_frames[index], size).astype(np.float32) + (1 - t) * drift_first + t * drift_last
-        return np.clip(np.rint(fixed), 0, 255).astype(np.uint8)
+        fixed = scaled(model_frames[index]).astype(np.float32) + (1 - t) * drift_first + t * drift_last
+        return np.clip(np.rint(fixed), 0, np.iinfo(first.dtype).max).astype(first.dtype)
 
     return frame
 

@@ -1,0 +1,161 @@
+"""How pictures change form between footage (YUV in the source's matrix and range) and the
+engines (RGB), and how an output is tagged: every colour conversion sfi asks ffmpeg for is built here.
+
+Conversions name both sides' matrix and range explicitly and go through zscale (zimg)
+when the ffmpeg has it: a frame taken from YUV to RGB and back comes back at the same
+code values. swscale's default YUV->RGB path (no full chroma interpolation) made every
+generated frame 1 to 2 levels of Y darker than the footage around it, so a slowed-down shot
+pulsed; where zscale is missing swscale is used with ``accurate_rnd+full_chroma_int``, which
+fixes limited-range 8-bit footage but leaves full-range chroma (and 10-bit full-range luma)
+about half a level off.
+
+Sources deeper than 8 bits travel as 16-bit RGB (``rgb48le``, uint16 arrays), so an
+engine's in-betweens keep the source's precision; 8-bit sources as ``rgb24`` (uint8).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+
+import numpy as np
+
+# swscale's names for the YUV matrices ffmpeg reports (zscale takes ffmpeg's own names).
+SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170m", "fcc": "fcc",
+                    "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+UNTAGGED_MATRIX = "smpte170m"  # what ffmpeg assumes for a video that does not say (BT.601)
+RGB_FORMATS = {np.dtype(np.uint8): "rgb24", np.dtype(np.uint16): "rgb48le"}
+
+
+def rgb_format(bit_depth: int) -> str:
+    """The RGB layout engines get for footage of ``bit_depth`` bits."""
+    return "rgb48le" if bit_depth > 8 else "rgb24"
+
+
+def rgb_format_of(frame: np.ndarray) -> str:
+    """The ffmpeg layout of an engine's RGB frame, by its dtype."""
+    return RGB_FORMATS[frame.dtype]
+
+
+def at_depth(frame: np.ndarray, dtype) -> np.ndarray:
+    """An RGB frame as uint8 or uint16 (full scale both: 255 <-> 65535)."""
+    dtype = np.dtype(dtype)
+    if frame.dtype == dtype:
+        return frame
+    if dtype == np.uint16:
+        return frame.astype(np.uint16) * 257
+    return ((frame.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+@lru_cache(maxsize=8)
+def has_zscale(ffmpeg: str) -> bool:
+    """Whether this ffmpeg was built with zimg (the exact converter)."""
+    listing = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True).stdout
+    return any(line.split()[1:2] == ["zscale"] for line in listing.splitlines() if line.strip())
+
+
+def _planar(rgb: str) -> str:
+    return "gbrp16le" if rgb == "rgb48le" else "gbrp"
+
+
+def yuv_to_rgb(matrix: str, color_range: str, rgb: str, ffmpeg: str) -> str:
+    """ffmpeg filters reading YUV of ``matrix``/``color_range`` into full-range RGB ``rgb``."""
+    if has_zscale(ffmpeg):
+        return f"zscale=matrixin={matrix}:rangein={color_range}:range=pc,format={_planar(rgb)},format={rgb}"
+    return (f"scale=in_color_matrix={SWSCALE_MATRICES.get(matrix, 'bt601')}:in_range={color_range}:out_range=pc:"
+            f"flags=accurate_rnd+full_chroma_int+full_chroma_inp,format={rgb}")
+
+
+def rgb_to_yuv(rgb: str, matrix: str, color_range: str, pix_fmt: str, ffmpeg: str) -> str:
+    """ffmpeg filters turning full-range RGB ``rgb`` into ``pix_fmt`` YUV of ``matrix``/``color_range``."""
+    if has_zscale(ffmpeg):
+        return f"format={_planar(rgb)},zscale=matrix={matrix}:range={color_range}:rangein=pc,format={pix_fmt}"
+    return (f"scale=out_color_matrix={SWSCALE_MATRICES.get(matrix, 'bt601')}:out_range={color_range}:"
+            f"flags=accurate_rnd+full_chroma_int,format={pix_fmt}")
+
+
+def yuv_to_yuv(source: tuple[str, str], target: tuple[str, str], ffmpeg: str) -> str:
+    """ffmpeg filters bringing footage of (matrix, range) ``source`` to ``target``'s."""
+    (matrix_in, range_in), (matrix, color_range) = source, target
+    if has_zscale(ffmpeg):
+        return f"zscale=matrixin={matrix_in}:rangein={range_in}:matrix={matrix}:range={color_range}"
+    return (f"scale=in_color_matrix={SWSCALE_MATRICES.get(matrix_in, 'bt601')}:in_range={range_in}:"
+            f"out_color_matrix={SWSCALE_MATRICES.get(matrix, 'bt601')}:out_range={color_range}:"
+            f"flags=accurate_rnd+full_chroma_int")
+
+
+def even_padding(size: tuple[int, int], pix_fmt: str) -> tuple[int, int]:
+    """Columns and rows to add so ``pix_fmt``'s chroma subsampling fits (4:2:0 needs even sizes, 4:2:2 an even
+    width): footage is padded by repeating its edge, never resampled."""
+    width, height = size
+    return (width % 2 if pix_fmt.startswith(("yuv420", "yuv422")) else 0,
+            height % 2 if pix_fmt.startswith("yuv420") else 0)
+
+
+def pad_frame(frame: np.ndarray, pix_fmt: str, picture: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """A flat raw planar frame of ``picture`` size grown to ``size`` by repeating each plane's right column and
+    bottom row. Done here, plane by plane, because ffmpeg's pad filter drops the last column of an odd-width
+    4:2:0 picture."""
+    import av
+
+    dtype = np.dtype(np.uint16 if any(c.bits > 8 for c in av.VideoFormat(pix_fmt, *picture).components) else np.uint8)
+    samples, planes, offset = frame.view(dtype), [], 0
+    for inner, outer in zip(av.VideoFormat(pix_fmt, *picture).components, av.VideoFormat(pix_fmt, *size).components):
+        plane = samples[offset:offset + inner.width * inner.height].reshape(inner.height, inner.width)
+        offset += inner.width * inner.height
+        planes.append(np.pad(plane, ((0, outer.height - inner.height), (0, outer.width - inner.width)), mode="edge").ravel())
+    return np.concatenate(planes).view(np.uint8)
+
+
+def padding_warning(size: tuple[int, int], pad: tuple[int, int], codec: str) -> str:
+    return (f"the pictures are {size[0]}x{size[1]}, and {codec} needs even sizes: the output is "
+            f"{size[0] + pad[0]}x{size[1] + pad[1]}, its last column/row repeated (crop it off to get the source size back)")
+
+
+def picture_warnings(size: tuple[int, int], pad: tuple[int, int], pix_fmt: str, codec: str, primary, infos) -> list[str]:
+    """What the output cannot keep exactly as the sources have it (``primary``: the first video's MediaInfo)."""
+    warnings = [padding_warning(size, pad, f"{codec} {pix_fmt}")] if any(pad) else []
+    if primary is None:
+        return warnings
+    name = primary.path.name
+    if primary.field_order:
+        warnings.append(f"'{name}' is interlaced ({FIELD_ORDER_NAMES[primary.field_order]}): the output keeps that "
+                        f"flag, but generated frames are progressive pictures")
+    if primary.hdr and codec == "prores":
+        warnings.append(f"'{name}' carries HDR10 metadata (mastering display, content light level) that this ffmpeg "
+                        f"cannot write into ProRes: the output lacks it; use codec h264 or h265 to keep it")
+    warnings += [f"'{info.path.name}' has pixel aspect {info.sar.numerator}:{info.sar.denominator}, the output "
+                 f"{primary.sar.numerator}:{primary.sar.denominator} (from '{name}'): it is fitted by its display aspect"
+                 for info in infos if info.sar != primary.sar]
+    return warnings
+
+
+def hdr_params(codec: str, hdr) -> list[str]:
+    """x264/x265 parameters writing HDR10 static metadata (``hdr``: a probe ``HdrMetadata``); ProRes has none."""
+    if hdr is None or codec not in ("h264", "h265"):
+        return []
+    names = {"h264": ("mastering-display", "cll"), "h265": ("master-display", "max-cll")}[codec]
+    return [f"{name}={value}" for name, value in zip(names, (hdr.master_display, hdr.max_cll)) if value]
+
+
+FIELD_ORDER_NAMES = {"tt": "top field first", "bb": "bottom field first", "tb": "top field first, coded bottom first",
+                     "bt": "bottom field first, coded top first"}
+
+
+# The standard colour description of new video made from RGB pictures (sfi interpolate):
+# BT.709 for HD and larger, BT.601 (SMPTE 170M) for SD, limited range as players expect.
+HD_WIDTH, HD_HEIGHT = 1280, 720
+
+
+def picture_standard(width: int, height: int) -> str:
+    """"bt709" for HD and larger (height >= 720 or width >= 1280), else "smpte170m" (SD)."""
+    return "bt709" if height >= HD_HEIGHT or width >= HD_WIDTH else "smpte170m"
+
+
+def standard_encoding(rgb: str, pix_fmt: str, size: tuple[int, int], ffmpeg: str) -> list[str]:
+    """ffmpeg output options encoding RGB pictures of ``size`` as limited-range ``pix_fmt`` in their size's
+    standard, and tagging the video with it (matrix, primaries, transfer, range)."""
+    standard = picture_standard(*size)
+    tags = f"setparams=colorspace={standard}:color_primaries={standard}:color_trc={standard}:range=tv"
+    return ["-vf", f"{rgb_to_yuv(rgb, standard, 'tv', pix_fmt, ffmpeg)},{tags}", "-colorspace", standard,
+            "-color_primaries", standard, "-color_trc", standard, "-color_range", "tv"]
