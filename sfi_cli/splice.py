@@ -18,7 +18,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from sfi_cli.ffmpeg import VideoWriter
+from sfi_cli.ffmpeg import VideoWriter, ffmpeg_path
 from sfi_cli.plan import AudioTrack, Plan
 
 FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, so cuts do not click
@@ -101,7 +101,7 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
         raw.update({"display_rotation:v:0": plan.primary.info.rotation, "noautorotate": None})
     streams = [_tagged(ffmpeg_lib.input("pipe:", **raw).video, plan)]
     options: dict[str, object] = {**video_options(plan), "r": rate}
-    inputs = {key: ffmpeg_lib.input(str(source.path)) for key, source in plan.sources.items() if source.info}
+    inputs = {key: ffmpeg_lib.input(ffmpeg_path(source.path)) for key, source in plan.sources.items() if source.info}
     for index, track in enumerate(plan.audio):
         if track.copy_from:
             source, number = track.copy_from
@@ -124,26 +124,27 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
             options[f"metadata:s:s:{index}"] = f"language={subtitle.language}"
     if plan.primary and plan.primary.info.timecode:
         options["timecode"] = plan.primary.info.timecode
-    args = ffmpeg_lib.output(*streams, str(partial), **options).get_args()
+    args = ffmpeg_lib.output(*streams, ffmpeg_path(partial), **options).get_args()
     if plan.primary:
         # Global metadata (creation time, ...) from the primary source, found by its input number
         # (added as an input of its own when none of its streams is used).
+        primary = ffmpeg_path(plan.primary.path)
         positions = [i for i, arg in enumerate(args) if arg == "-i"]
         inputs_in_order = [args[i + 1] for i in positions]
-        if str(plan.primary.path) not in inputs_in_order:
-            args[positions[-1] + 2:positions[-1] + 2] = ["-i", str(plan.primary.path)]
-            inputs_in_order.append(str(plan.primary.path))
-        args[-1:-1] = ["-map_metadata", str(inputs_in_order.index(str(plan.primary.path)))]
+        if primary not in inputs_in_order:
+            args[positions[-1] + 2:positions[-1] + 2] = ["-i", primary]
+            inputs_in_order.append(primary)
+        args[-1:-1] = ["-map_metadata", str(inputs_in_order.index(primary))]
     return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args]
 
 
 class SpliceWriter(VideoWriter):
     """A ``VideoWriter`` whose ffmpeg also muxes the plan's audio, subtitles and metadata."""
 
-    def __init__(self, plan: Plan, *, ffmpeg: str) -> None:
+    def __init__(self, plan: Plan, *, ffmpeg: str, results=None) -> None:
         self.plan = plan
         super().__init__(plan.output, plan.size, plan.rate, ffmpeg=ffmpeg, crf=plan.quality, preset=plan.preset,
-                         pix_fmt=plan.pix_fmt)
+                         pix_fmt=plan.pix_fmt, results=results)
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         return splice_command(self.plan, self.partial, ffmpeg)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import convert_frames, decode_frames
+from sfi_cli.ffmpeg import convert_frames, decode_frames, ffmpeg_path
+from sfi_cli.publish import Publication, make_folder, remove_stale, write_text
 
 # Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p).
 LOSSLESS_ARGS = ["-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast"]
@@ -43,10 +42,9 @@ class GapCache:
         self.root = Path(root)
         self.ffmpeg = ffmpeg
         self.gaps = self.root / "gaps"
-        try:
-            self.gaps.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SfiError(f"cannot create work folder '{self.root}': {error.strerror}") from None
+        make_folder(self.root, "the work folder")
+        make_folder(self.gaps, "the work folder")
+        remove_stale(self.gaps)  # gaps half-made by killed runs
 
     def folder(self, key: str) -> Path:
         return self.gaps / key
@@ -64,25 +62,18 @@ class GapCache:
         if not frames:
             raise SfiError(f"no frames to store for gap {key}")
         height, width = frames[0].shape[:2]
-        staging = self.gaps / f".{key}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
+        with Publication() as results:
+            staging = results.stage(self.folder(key), folder=True)
             handed_on = 0
             for handed_on, frame in enumerate(convert_frames(frames, (width, height), pix_fmt=pix_fmt,
                                                              video_filter=video_filter, ffmpeg=self.ffmpeg,
-                                                             also_write=[*LOSSLESS_ARGS, str(staging / "frames.mkv")]),
+                                                             also_write=[*LOSSLESS_ARGS, ffmpeg_path(staging / "frames.mkv")]),
                                               start=1):
                 yield frame
             if handed_on != len(frames):
                 raise SfiError(f"ffmpeg handed on {handed_on} of gap {key}'s {len(frames)} frames")
             (staging / "gap.json").write_text(json.dumps(
                 {**meta, "frames": len(frames), "width": width, "height": height}, indent=2, default=str))
-            target = self.folder(key)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # nothing left there once published
 
     def frames(self, key: str, *, pix_fmt: str = "rgb24", video_filter: str | None = None) -> Iterator[np.ndarray]:
         """The stored frames in order, one at a time: RGB, or raw ``pix_fmt`` made by ``video_filter`` as they are decoded."""
@@ -98,11 +89,8 @@ class GapCache:
                            f"delete '{folder}' and run again")
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON under a temporary name and rename it into place."""
-    partial = path.with_name(f".{path.name}.sfi-partial")
-    partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(partial, path)
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def manifest_path(output: Path) -> Path:
