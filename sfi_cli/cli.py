@@ -337,8 +337,9 @@ def doctor(obj: Context, model_dir: str | None, lora: str | None, device: str | 
         sys.exit(1)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the program is, so every cleanup that Ctrl-C runs runs too."""
+class Interrupted(BaseException):
+    """Ctrl-C, SIGTERM or SIGHUP, raised where the program is, so every cleanup (``except BaseException``,
+    ``finally``) runs; not a KeyboardInterrupt, which Click would turn into an Abort with a blank line."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -348,15 +349,16 @@ class Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def signals_as_interrupts():
     """While a command runs, SIGTERM and SIGHUP (a farm stopping a job, a closed terminal) stop it as Ctrl-C
-    does: partial output deleted, finished gaps kept. The previous handlers come back afterwards."""
+    does: partial output deleted, finished gaps kept, exit 128 + the signal's number. The previous handlers
+    come back afterwards."""
     import signal
 
     def stop(signum, frame):
         for number in wanted:  # cleanup is not interrupted by a second signal
             signal.signal(number, signal.SIG_IGN)
-        raise Terminated(signum)
+        raise Interrupted(signum)
 
-    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     try:
         previous = {number: signal.signal(number, stop) for number in wanted}
     except ValueError:  # not the main thread: leave signals alone
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with signals_as_interrupts():
             cli.main(args=argv, prog_name="sfi", standalone_mode=False)
-    except Terminated as stopped:
+    except Interrupted as stopped:
         click.echo("sfi: interrupted", err=True)
         sys.exit(stopped.exit_code)
     except SfiError as error:

@@ -52,7 +52,7 @@ class OutputTarget:
 def parse_target(text: str, inputs: Iterable[Path]) -> OutputTarget:
     """Classify an output argument by its form, refusing one that names an input."""
     path = Path(text)
-    if path.name in ("", ".", ".."):
+    if os.path.basename(text.rstrip("/" + os.sep)) in ("", ".", ".."):
         raise SfiError(f"output '{text}' names no file or folder of its own; give a new folder (e.g. -o frames/), "
                        f"a video (out.mp4) or a pattern (frames/%04d.png)")
     refuse_inputs([path], inputs)

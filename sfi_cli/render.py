@@ -13,7 +13,7 @@ a frame or one gap; the output appears under its name only when complete.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,8 +186,10 @@ def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
                 for segment in plan.segments:
                     if isinstance(segment, Generated):
                         gap = plan.gaps[segment.gap]
-                        for frame in gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg)):
-                            writer.write(frame)
+                        # closed at once on any error or signal, so a gap half-stored is removed, not left behind
+                        with closing(gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg))) as frames:
+                            for frame in frames:
+                                writer.write(frame)
                         progress(writer.frames_written, total)
                         continue
                     start, stop = (segment.start, segment.stop) if isinstance(segment, Footage) else (0, segment.frames)
