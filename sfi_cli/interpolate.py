@@ -112,7 +112,7 @@ def write_result(job: InterpolateJob, frames: Iterable[np.ndarray], *, ffmpeg: s
     sheet = ContactSheet() if job.sheet else None
     with Publication() as results:
         written = write_frames(job.target, map(sheet.add, frames) if sheet else iter(frames), results, fps=job.fps,
-                               ffmpeg=ffmpeg, crf=crf, preset=preset, inputs=job.inputs)
+                               ffmpeg=ffmpeg, crf=crf, preset=preset)
         if sheet:
             sheet.save(job.sheet, results)
     return written

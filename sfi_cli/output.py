@@ -137,7 +137,7 @@ def even_size(frame: np.ndarray) -> np.ndarray:
 
 
 def write_frames(target: OutputTarget, frames: Iterator[np.ndarray], results: Publication, *, fps: Fraction,
-                 ffmpeg: str, crf: int, preset: str, inputs: Iterable[Path] = ()) -> int:
+                 ffmpeg: str, crf: int, preset: str) -> int:
     """Write all ``frames`` to ``target`` under temporary names that ``results`` publishes; returns how many."""
     if target.is_video:
         return _write_video(target.path, frames, results, fps=fps, ffmpeg=ffmpeg, crf=crf, preset=preset)
@@ -152,8 +152,8 @@ def write_frames(target: OutputTarget, frames: Iterator[np.ndarray], results: Pu
     if target.kind == "folder":
         _write_marker(results.stage(target.path / MARKER), count, target)
         written = set(output_files(target, count)[:count])
-        for old in earlier_result(target.path):
-            if old not in written and not any(same_file(old, source) for source in inputs):
+        for old in earlier_result(target.path):  # none is an input: check_target refused that
+            if old not in written:
                 results.retire(old)
     return count
 

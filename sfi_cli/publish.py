@@ -123,11 +123,14 @@ class Publication:
     def __init__(self) -> None:
         self.staged: list[tuple[Path, Path]] = []
         self.retired: list[Path] = []
+        self.tidied: set[Path] = set()
 
     def stage(self, final: Path, *, folder: bool = False) -> Path:
         """A temporary path to write ``final`` under (an empty folder already made when ``folder``)."""
         final = Path(final)
-        remove_stale(final.parent)
+        if final.parent not in self.tidied:
+            remove_stale(final.parent)
+            self.tidied.add(final.parent)
         temporary = temporary_path(final)
         _remove(temporary)
         if folder:
