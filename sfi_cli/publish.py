@@ -147,9 +147,7 @@ class Publication:
     def publish(self) -> None:
         try:
             for temporary, final in self.staged:
-                if final.is_dir() and not final.is_symlink() and temporary.is_dir():
-                    shutil.rmtree(final)  # a folder sfi made earlier in the work folder (a gap), replaced whole
-                os.replace(temporary, final)
+                os.replace(temporary, final)  # never onto a folder with files: that fails, it deletes nothing
         except OSError as error:
             self.discard()
             raise write_failed(final, error) from None

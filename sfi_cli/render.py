@@ -58,11 +58,10 @@ def work_dir_for(output: Path, configured: Path | None) -> Path:
 def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> None:
     """Before any work: no file the run writes may be an input, every folder it writes to must be writable,
     and nothing is overwritten unasked."""
-    written = [output, manifest_path(output)]
-    refuse_inputs(written, inputs)
     check_target(OutputTarget(output, "video"), options.force, 1, inputs)
+    refuse_inputs([manifest_path(output)], inputs)
     if options.sheet is not None:
-        check_sheet(options.sheet, options.force, inputs, written)
+        check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)
     existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():

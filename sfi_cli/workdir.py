@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -74,6 +75,7 @@ class GapCache:
                 raise SfiError(f"ffmpeg handed on {handed_on} of gap {key}'s {len(frames)} frames")
             (staging / "gap.json").write_text(json.dumps(
                 {**meta, "frames": len(frames), "width": width, "height": height}, indent=2, default=str))
+            shutil.rmtree(self.folder(key), ignore_errors=True)  # a damaged or concurrent copy of this gap: replaced
 
     def frames(self, key: str, *, pix_fmt: str = "rgb24", video_filter: str | None = None) -> Iterator[np.ndarray]:
         """The stored frames in order, one at a time: RGB, or raw ``pix_fmt`` made by ``video_filter`` as they are decoded."""
