@@ -173,15 +173,15 @@ def _read_only_command(folder: Path, command: list[str]) -> list[str] | None:
     unshare = shutil.which("unshare")
     if not unshare:
         return None
-    wrapped = [unshare, "-m", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"',
-               str(folder), *command]
-    probe = subprocess.run([*wrapped[:6], "touch", str(folder / ".probe")], capture_output=True)
-    if probe.returncode == 0 or (folder / ".probe").exists():
-        (folder / ".probe").unlink(missing_ok=True)
-        return None  # the mount did not make it read-only
-    if b"Read-only" not in probe.stderr:
-        return None
-    return wrapped
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    for namespaces in (["-m"], ["-r", "-m"]):  # a mount namespace; else one inside a user namespace
+        wrapped = [unshare, *namespaces, "sh", "-c", script, str(folder)]
+        probe = subprocess.run([*wrapped, "touch", str(folder / ".probe")], capture_output=True)
+        if (folder / ".probe").exists():
+            (folder / ".probe").unlink()
+        elif probe.returncode != 0 and b"Read-only" in probe.stderr:
+            return [*wrapped, *command]
+    return None
 
 
 def run_read_only(folder: Path, *args) -> subprocess.CompletedProcess:
