@@ -6,6 +6,7 @@ media code load inside the commands, so ``sfi --help`` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -237,8 +238,9 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     """List the cuts in VIDEO (frame, timecode, score); --recipe writes a recipe to edit and render."""
     import os
 
-    from sfi_cli.fill import detect_video, recipe_header, transition_frames, write_text_atomically
+    from sfi_cli.fill import detect_video, recipe_header, transition_frames
     from sfi_cli.probe import probe
+    from sfi_cli.publish import refuse_inputs, require_writable_folder, write_text
     from sfi_cli.recipe import cut_recipe_text
     from sfi_cli.timecode import format_rate
 
@@ -246,10 +248,10 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     options = detect_settings(config, detector, threshold, min_scene_len, downscale)
     config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
     if recipe is not None:
+        refuse_inputs([recipe], [video], "recipe")
+        require_writable_folder(recipe.parent, "the recipe")
         if recipe.exists() and not force:
             raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
-        if not recipe.parent.is_dir():
-            raise SfiError(f"folder for recipe '{recipe}' does not exist; create it first")
     info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
     if recipe is not None:
         length = transition_frames(info, config["fill.seconds"], frames)
@@ -257,7 +259,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
         text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
                                output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}",
                                header=recipe_header(info, detection, "sfi detect"), audio=config["fill.audio"])
-        write_text_atomically(recipe, text)
+        write_text(recipe, text)
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]
     if as_json:
@@ -352,10 +354,48 @@ def doctor(obj: Context, model_dir: str | None, lora: str | None, device: str | 
         sys.exit(1)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, SIGTERM or SIGHUP, raised where the program is, so every cleanup (``except BaseException``,
+    ``finally``) runs; not a KeyboardInterrupt, which Click would turn into an Abort with a blank line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """While a command runs, SIGTERM and SIGHUP (a farm stopping a job, a closed terminal) stop it as Ctrl-C
+    does: partial output deleted, finished gaps kept, exit 128 + the signal's number. The previous handlers
+    come back afterwards."""
+    import signal
+
+    def stop(signum, frame):
+        for number in wanted:  # cleanup is not interrupted by a second signal
+            signal.signal(number, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    try:
+        previous = {number: signal.signal(number, stop) for number in wanted}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one line on stderr and a non-zero exit."""
     try:
-        cli.main(args=argv, prog_name="sfi", standalone_mode=False)
+        with signals_as_interrupts():
+            cli.main(args=argv, prog_name="sfi", standalone_mode=False)
+    except Interrupted as stopped:
+        click.echo("sfi: interrupted", err=True)
+        sys.exit(stopped.exit_code)
     except SfiError as error:
         click.echo(f"sfi: error: {error}", err=True)
         sys.exit(error.exit_code)

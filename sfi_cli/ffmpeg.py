@@ -8,10 +8,8 @@ finished cleanly, so a killed run never leaves a half-written video behind.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
 import subprocess
 import threading
 from fractions import Fraction
@@ -21,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from sfi_cli.errors import SfiError
+from sfi_cli.publish import Publication
 
 FFMPEG_ENV = "SFI_FFMPEG"
 
@@ -75,33 +74,10 @@ def encoder_args(suffix: str, crf: int, preset: str) -> list[str]:
     return args
 
 
-def _partial_prefix(path: Path) -> str:
-    return f".{path.stem}.sfi-partial-{socket.gethostname()}-"
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A hidden name beside ``path`` with the same suffix (so ffmpeg picks the same muxer), naming this
-    machine and process so that leftovers can be told from another run's work in progress."""
-    return path.with_name(f"{_partial_prefix(path)}{os.getpid()}{path.suffix}")
-
-
-def remove_stale_partials(path: Path) -> None:
-    """Delete what runs killed on this machine left beside ``path`` (a SIGKILL leaves no chance to tidy up)."""
-    prefix = _partial_prefix(path)
-    for leftover in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
-        pid = leftover.name[len(prefix):len(leftover.name) - len(path.suffix)]
-        if pid.isdigit() and not _running(int(pid)):
-            leftover.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    return True
+def ffmpeg_path(path: Path | str) -> str:
+    """``path`` as ffmpeg must be given it: always a plain file (``concat:b.mp4``, ``file:x.mp4`` or
+    ``-x.mp4`` name files of that name, never a protocol or an option)."""
+    return "file:" + os.path.abspath(path)
 
 
 # Frame layouts that come out as HxWx3 arrays (16-bit RGB for deep footage); any other ffmpeg
@@ -138,17 +114,22 @@ class VideoWriter:
     format; subclasses that need a different ffmpeg command override ``command``.
     RGB frames are encoded in, and tagged with, the standard of their size (BT.709 for HD,
     BT.601 for SD: see ``formats.picture_standard``).
+
+    The file is published by ``close``, or with ``results`` when the caller publishes that
+    (together with other files, e.g. a contact sheet that must not fail after the video is out).
     """
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, *, ffmpeg: str,
-                 crf: int = 18, preset: str = "medium", pix_fmt: str = "rgb24") -> None:
+                 crf: int = 18, preset: str = "medium", pix_fmt: str = "rgb24",
+                 results: Publication | None = None) -> None:
         self.path = Path(path)
         self.width, self.height = size
         self.fps = fps
         self.pix_fmt = pix_fmt
         self.frame_bytes = raw_frame_size(pix_fmt, self.width, self.height)
-        remove_stale_partials(self.path)
-        self.partial = temporary_sibling(self.path)
+        self.own_results = results is None
+        self.results = Publication() if results is None else results
+        self.partial = self.results.stage(self.path)
         self.frames_written = 0
         command = self.command(ffmpeg, crf=crf, preset=preset)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -167,7 +148,7 @@ class VideoWriter:
             "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-s", f"{self.width}x{self.height}",
             "-framerate", rate, "-i", "pipe:0",
             *colour, *encoder_args(suffix, crf, preset),
-            "-r", rate, str(self.partial),
+            "-r", rate, ffmpeg_path(self.partial),
         ]
 
     def write(self, frame: np.ndarray) -> None:
@@ -199,17 +180,18 @@ class VideoWriter:
         return text.splitlines()[-1] if text else f"exit code {self.process.returncode}"
 
     def close(self) -> None:
-        """Finish encoding and move the file to its final name."""
+        """Finish encoding and move the file to its final name (unless the caller's ``results`` publish it)."""
         self.process.stdin.close()
         if self.process.wait() != 0:
             message = self._stderr()
-            self.partial.unlink(missing_ok=True)
+            self.results.discard()
             raise SfiError(f"ffmpeg failed to write {self.path}: {message}")
         self.process.stderr.close()
-        os.replace(self.partial, self.path)
+        if self.own_results:
+            self.results.publish()
 
     def abort(self) -> None:
-        """Stop ffmpeg and remove the partial file."""
+        """Stop ffmpeg and remove the partial file (and whatever else the run staged with it)."""
         self.process.kill()
         self.process.wait()
         for stream in (self.process.stdin, self.process.stderr):
@@ -217,7 +199,7 @@ class VideoWriter:
                 stream.close()
             except OSError:
                 pass
-        self.partial.unlink(missing_ok=True)
+        self.results.discard()
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -240,7 +222,7 @@ def decode_frames(path: Path, size: tuple[int, int], *, ffmpeg: str,
     """
     width, height = size
     command = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", *extra_input_args, "-i", str(path),
+        ffmpeg, "-hide_banner", "-loglevel", "error", *extra_input_args, "-i", ffmpeg_path(path),
         "-map", "0:v:0", "-fps_mode", "passthrough", *(["-vf", video_filter] if video_filter else []),
         "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "pipe:1",
     ]

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +17,7 @@ from sfi_cli.detect import Detection, detect_cuts
 from sfi_cli.errors import SfiError
 from sfi_cli.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
+from sfi_cli.publish import make_folder, output_lock, refuse_inputs, same_file, write_text
 from sfi_cli.recipe import cut_recipe_text, parse_recipe
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
 from sfi_cli.timecode import format_rate, parse_position
@@ -59,12 +60,6 @@ def recipe_header(info: MediaInfo, detection: Detection, command: str) -> str:
             f"Fill in each transition's prompt, then: sfi render THIS_FILE")
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.sfi-partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 @dataclass
 class FillRequest:
     video: Path
@@ -83,11 +78,17 @@ class FillRequest:
 def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *, default_fps: Fraction,
          crf: int, preset: str) -> dict[str, Any]:
     """Detect the cuts of ``request.video`` and render it with a transition at each one."""
+    video, output = Path(request.video), Path(request.output)
+    if same_file(output, video):
+        raise SfiError(f"output '{output}' is the input video; choose another output path")
+    with nullcontext() if options.dry_run else output_lock(output):
+        return _fill(video, output, request, detect_options, options, default_fps=default_fps, crf=crf, preset=preset)
+
+
+def _fill(video: Path, output: Path, request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *,
+          default_fps: Fraction, crf: int, preset: str) -> dict[str, Any]:
     from sfi_cli.plan import make_plan, output_codec
 
-    video, output = Path(request.video), Path(request.output)
-    if output.resolve() == video.resolve():
-        raise SfiError(f"output '{output}' is the input video; choose another output path")
     info = probe(video)
     frames = transition_frames(info, request.seconds, request.frames)
     # Everything about the output is checked before the (long) detection pass.
@@ -105,9 +106,9 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
                            prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
                            engine=request.engine, audio=request.audio)
     # The recipe is kept (dry run too) so the editor can adjust it and `sfi render` it; errors point into it.
-    recipe_file = work_dir_for(output, options.work_dir) / f"{output.stem}.recipe.toml"
-    recipe_file.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(recipe_file, text)
+    recipe_file = make_folder(work_dir_for(output, options.work_dir), "the work folder") / f"{output.stem}.recipe.toml"
+    refuse_inputs([recipe_file], [video], "recipe")
+    write_text(recipe_file, text)
     recipe = parse_recipe(tomllib.loads(text), text, recipe_file)
     plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
                      crf=crf, preset=preset, output=output, probed={video.resolve(): info})

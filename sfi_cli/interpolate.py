@@ -16,8 +16,9 @@ import numpy as np
 
 from sfi_cli.errors import SfiError
 from sfi_cli.images import fit_pair, load_image
-from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target, write_frames
+from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target, output_files, write_frames
 from sfi_cli.progress import Reporter
+from sfi_cli.publish import Publication, output_lock
 
 
 @dataclass
@@ -44,14 +45,18 @@ class InterpolateJob:
     def with_ends(self) -> bool:
         return self.target.is_video if self.include_ends is None else self.include_ends
 
+    @property
+    def inputs(self) -> list[Path]:
+        return [self.first, self.last]
 
-def validate(job: InterpolateJob) -> None:
-    """Check everything that can be checked before any work starts."""
+
+def validate(job: InterpolateJob, count: int) -> None:
+    """Check everything that can be checked before any work starts; ``count`` frames will be written."""
     if job.frames < 1:
         raise SfiError(f"--frames must be 1 or more (got {job.frames})")
-    check_target(job.target, job.force)
+    check_target(job.target, job.force, count, job.inputs)
     if job.sheet is not None:
-        check_sheet(job.sheet, job.force)
+        check_sheet(job.sheet, job.force, job.inputs, output_files(job.target, count))
 
 
 def sequence(first: np.ndarray, middle: Iterable[np.ndarray], last: np.ndarray, with_ends: bool) -> Iterator[np.ndarray]:
@@ -77,9 +82,14 @@ def counted(frames: Iterable[np.ndarray], expected: int, engine_name: str) -> It
 
 def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     """Do the whole job and return a summary (what ``--json`` prints)."""
+    with output_lock(job.target.path):
+        validate(job, job.frames + 2 * job.with_ends)
+        return _run(job, ffmpeg=ffmpeg, crf=crf, preset=preset, reporter=reporter)
+
+
+def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     from engines import load_engine
 
-    validate(job)
     started = time.monotonic()
     first, last = fit_pair(load_image(job.first), load_image(job.last), job.size, job.fit)
     engine = load_engine(job.engine, job.engine_settings)
@@ -103,12 +113,16 @@ def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, 
 
 
 def write_result(job: InterpolateJob, frames: Iterable[np.ndarray], *, ffmpeg: str, crf: int, preset: str) -> int:
-    """Write ``frames`` to the job's target (and contact sheet); returns how many were written."""
+    """Write ``frames`` to the job's target (and contact sheet); returns how many were written.
+
+    Both are published together once both are complete, so a sheet that cannot be written
+    stops the run before the output appears."""
     sheet = ContactSheet() if job.sheet else None
-    written = write_frames(job.target, map(sheet.add, frames) if sheet else iter(frames), fps=job.fps,
-                           ffmpeg=ffmpeg, crf=crf, preset=preset)
-    if sheet:
-        sheet.save(job.sheet)
+    with Publication() as results:
+        written = write_frames(job.target, map(sheet.add, frames) if sheet else iter(frames), results, fps=job.fps,
+                               ffmpeg=ffmpeg, crf=crf, preset=preset)
+        if sheet:
+            sheet.save(job.sheet, results)
     return written
 
 

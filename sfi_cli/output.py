@@ -1,15 +1,17 @@
 """Where finished frames go: a video file, a folder of PNGs, or a printf-style PNG pattern.
 
 Every target is written under a temporary name and published by rename only when it
-is complete, so an interrupted run never leaves a half-written result, and an
-existing result is replaced only with ``--force``.
+is complete (``sfi_cli.publish``), so an interrupted run never leaves a half-written
+result, and an existing result is replaced only with ``--force``. A folder output
+holds a small marker listing its frames: ``--force`` into a folder replaces those and
+the frames it writes, never any other file; nothing that is an input is ever written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,11 +20,14 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.ffmpeg import CODECS, VideoWriter, codec_pix_fmt
 from sfi_cli.formats import at_depth
+from sfi_cli.publish import Publication, refuse_inputs, require_writable_folder, same_file, write_failed
 
 VIDEO_SUFFIXES = tuple(CODECS)
+MARKER = ".sfi-frames.json"  # in a folder output: the frames sfi wrote there
 _PATTERN = re.compile(r"%0?\d*d")
 
 
@@ -48,9 +53,10 @@ class OutputTarget:
 def parse_target(text: str, inputs: Iterable[Path]) -> OutputTarget:
     """Classify an output argument by its form, refusing one that names an input."""
     path = Path(text)
-    for source in inputs:
-        if Path(source).resolve() == path.resolve():
-            raise SfiError(f"output '{path}' is also an input; choose another output path")
+    if os.path.basename(text.rstrip("/" + os.sep)) in ("", ".", ".."):
+        raise SfiError(f"output '{text}' names no file or folder of its own; give a new folder (e.g. -o frames/), "
+                       f"a video (out.mp4) or a pattern (frames/%04d.png)")
+    refuse_inputs([path], inputs)
     suffix = path.suffix.lower()
     if _PATTERN.search(path.name):
         if suffix != ".png":
@@ -67,25 +73,57 @@ def parse_target(text: str, inputs: Iterable[Path]) -> OutputTarget:
     raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mov, a folder, or a pattern like frames/%04d.png")
 
 
-def check_target(target: OutputTarget, force: bool) -> None:
-    """Refuse outputs that would land in missing folders or overwrite without --force."""
-    parent = target.path.parent
-    if not parent.is_dir():
-        raise SfiError(f"output folder '{parent}' does not exist; create it first or choose another output path")
+def earlier_result(folder: Path) -> list[Path]:
+    """The files an earlier sfi run wrote into ``folder`` (from its marker), which ``--force`` may replace."""
+    try:
+        names = json.loads((folder / MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [folder / name for name in names if isinstance(name, str) and name == Path(name).name and name not in (".", "..")]
+
+
+def output_files(target: OutputTarget, count: int) -> list[Path]:
+    """Every file writing ``count`` frames to ``target`` creates, replaces or deletes."""
+    if target.is_video:
+        return [target.path]
+    frames = [target.frame_path(index) for index in range(count)]
     if target.kind == "pattern":
-        existing = target.frame_path(0)
-    else:
-        existing = target.path
-    if existing.exists() and not force:
+        return frames
+    return [*frames, target.path / MARKER, *earlier_result(target.path)]
+
+
+def check_target(target: OutputTarget, force: bool, count: int, inputs: Iterable[Path]) -> None:
+    """Before the first frame: the output's folder must be writable, no file it writes may exist without
+    --force, and none may be an input (not even with --force)."""
+    path, inputs = target.path, list(inputs)
+    require_writable_folder(path.parent, "the output")
+    if target.is_video and path.is_dir():
+        raise SfiError(f"output '{path}' is a folder; give a video file name such as {path / 'out.mp4'}")
+    if target.kind == "folder" and path.exists():
+        if not path.is_dir():
+            raise SfiError(f"output '{path}' is a file, not a folder; choose another output path")
+        require_writable_folder(path, "the output")
+    refuse_inputs(output_files(target, count), inputs)
+    if force:
+        return
+    existing = path if target.kind != "pattern" else next((f for f in output_files(target, count) if f.exists()), None)
+    if existing is not None and existing.exists():
         raise SfiError(f"output '{existing}' already exists; pass --force to overwrite it")
 
 
-def check_sheet(sheet: Path, force: bool) -> None:
-    """Refuse a contact sheet path that is not a PNG, has no folder, or would overwrite without --force."""
+def check_sheet(sheet: Path, force: bool, inputs: Iterable[Path], outputs: Iterable[Path] = ()) -> None:
+    """Refuse a contact sheet path that is not a PNG, cannot be written, is an input or another output,
+    or would overwrite without --force."""
     if sheet.suffix.lower() != ".png":
         raise SfiError(f"contact sheet '{sheet}' must be a .png file")
     if not sheet.parent.is_dir():
         raise SfiError(f"folder for contact sheet '{sheet}' does not exist; create it first")
+    require_writable_folder(sheet.parent, "the contact sheet")
+    if sheet.is_dir():
+        raise SfiError(f"contact sheet '{sheet}' is a folder; give a file name such as {sheet / 'sheet.png'}")
+    refuse_inputs([sheet], inputs, "contact sheet")
+    if any(same_file(sheet, output) for output in outputs):
+        raise SfiError(f"contact sheet '{sheet}' is also a frame of the output; choose another --sheet path")
     if sheet.exists() and not force:
         raise SfiError(f"contact sheet '{sheet}' already exists; pass --force to overwrite it")
 
@@ -100,23 +138,35 @@ def even_size(frame: np.ndarray, pix_fmt: str) -> np.ndarray:
     return np.pad(frame, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
 
 
-def write_frames(target: OutputTarget, frames: Iterator[np.ndarray], *, fps: Fraction, ffmpeg: str,
-                 crf: int, preset: str) -> int:
-    """Write all ``frames`` to ``target``; returns how many were written."""
+def write_frames(target: OutputTarget, frames: Iterator[np.ndarray], results: Publication, *, fps: Fraction,
+                 ffmpeg: str, crf: int, preset: str) -> int:
+    """Write all ``frames`` to ``target`` under temporary names that ``results`` publishes; returns how many."""
     if target.is_video:
-        return _write_video(target.path, frames, fps=fps, ffmpeg=ffmpeg, crf=crf, preset=preset)
+        return _write_video(target.path, frames, results, fps=fps, ffmpeg=ffmpeg, crf=crf, preset=preset)
+    if target.kind == "folder" and not target.path.exists():
+        # A new folder appears whole: frames go into a hidden folder that is renamed when complete.
+        staging = results.stage(target.path, folder=True)
+        count = _write_pngs(frames, lambda index: target.frame_path(index, staging))
+        _write_marker(staging / MARKER, count, target)
+        return count
+    # Into an existing folder (--force) or by a pattern: each frame beside its final name.
+    count = _write_pngs(frames, lambda index: results.stage(target.frame_path(index)))
     if target.kind == "folder":
-        return _write_folder(target, frames)
-    return _write_pattern(target, frames)
+        _write_marker(results.stage(target.path / MARKER), count, target)
+        written = set(output_files(target, count)[:count])
+        for old in earlier_result(target.path):  # none is an input: check_target refused that
+            if old not in written:
+                results.retire(old)
+    return count
 
 
-def _write_video(path: Path, frames: Iterator[np.ndarray], **options) -> int:
+def _write_video(path: Path, frames: Iterator[np.ndarray], results: Publication, **options) -> int:
     writer = None
     try:
         for frame in frames:
             frame = even_size(frame, codec_pix_fmt(path.suffix.lower()))
             if writer is None:
-                writer = VideoWriter(path, (frame.shape[1], frame.shape[0]), **options)
+                writer = VideoWriter(path, (frame.shape[1], frame.shape[0]), results=results, **options)
             writer.write(frame)
     except BaseException:
         if writer is not None:
@@ -128,43 +178,28 @@ def _write_video(path: Path, frames: Iterator[np.ndarray], **options) -> int:
     return writer.frames_written
 
 
-def _save_png(frame: np.ndarray, path: Path) -> None:
-    Image.fromarray(frame).save(path, format="PNG", compress_level=3)
-
-
-def _write_folder(target: OutputTarget, frames: Iterator[np.ndarray]) -> int:
-    staging = target.path.with_name(f".{target.path.name}.sfi-partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+def _write_pngs(frames: Iterator[np.ndarray], where) -> int:
+    """Save each frame as PNG at ``where(index)``; returns how many."""
     count = 0
-    try:
-        for count, frame in enumerate(frames, start=1):
-            _save_png(frame, target.frame_path(count - 1, staging))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if target.path.exists():
-        shutil.rmtree(target.path)
-    os.replace(staging, target.path)
+    for count, frame in enumerate(frames, start=1):
+        _save_png(frame, where(count - 1))
     return count
 
 
-def _write_pattern(target: OutputTarget, frames: Iterator[np.ndarray]) -> int:
-    """Frames go beside their final names as hidden partial files, renamed once all are done."""
-    written: list[tuple[Path, Path]] = []
+def _save_png(frame: np.ndarray, path: Path) -> None:
     try:
-        for index, frame in enumerate(frames):
-            final = target.frame_path(index)
-            partial = final.with_name(f".{final.name}.sfi-partial")
-            _save_png(frame, partial)
-            written.append((partial, final))
-    except BaseException:
-        for partial, _ in written:
-            partial.unlink(missing_ok=True)
-        raise
-    for partial, final in written:
-        os.replace(partial, final)
-    return len(written)
+        Image.fromarray(frame).save(path, format="PNG", compress_level=3)
+    except OSError as error:
+        raise write_failed(path, error) from None
+
+
+def _write_marker(path: Path, count: int, target: OutputTarget) -> None:
+    """The list of frames this output holds, so a later ``--force`` replaces exactly those."""
+    names = [target.frame_path(index).name for index in range(count)]
+    try:
+        path.write_text(json.dumps({"sfi": __version__, "files": names}) + "\n")
+    except OSError as error:
+        raise write_failed(path, error) from None
 
 
 MAX_THUMBNAILS = 256  # 32 rows of 8: a sheet stays a few MB however long the result
@@ -200,7 +235,8 @@ class ContactSheet:
             self.step *= 2
         return frame
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, results: Publication) -> None:
+        """Write the sheet under a temporary name that ``results`` publishes (with the output it belongs to)."""
         from PIL import ImageDraw
 
         if not self.thumbnails:
@@ -214,6 +250,8 @@ class ContactSheet:
             x, y = (index % columns) * thumb_width, (index // columns) * thumb_height
             sheet.paste(thumbnail, (x, y))
             draw.text((x + 4, y + 2), str(number), fill=(255, 255, 0))
-        partial = path.with_name(f".{path.name}.sfi-partial.png")
-        sheet.save(partial, format="PNG")
-        os.replace(partial, path)
+        partial = results.stage(path)
+        try:
+            sheet.save(partial, format="PNG")
+        except OSError as error:
+            raise write_failed(path, error) from None

@@ -143,9 +143,11 @@ def probe(path: Path) -> MediaInfo:
     """Read the facts about ``path``; one clear SfiError if it is missing or not a video."""
     import av
 
+    from sfi_cli.ffmpeg import ffmpeg_path
+
     path = require_input_file(path, "a video")
     try:
-        container = av.open(str(path))
+        container = av.open(ffmpeg_path(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise SfiError(f"input '{path}' is not a video ffmpeg can read ({error.__class__.__name__})") from None
     with container:

@@ -16,15 +16,23 @@ from sfi_cli.errors import SfiError
 from sfi_cli.images import load_image
 from sfi_cli.interpolate import InterpolateJob, summary, validate, write_result
 from sfi_cli.progress import Reporter
+from sfi_cli.publish import output_lock
 
 
 def run_raw(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     """Run SemFi once and write every model frame; returns the summary ``--json`` prints."""
+    from engines.semfi_parts.rules import model_frame_count
+
+    with output_lock(job.target.path):
+        validate(job, model_frame_count(max(1, job.frames)))  # a bad --frames is refused by validate
+        return _run_raw(job, ffmpeg=ffmpeg, crf=crf, preset=preset, reporter=reporter)
+
+
+def _run_raw(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     from engines import load_engine, resolve_name
 
     from engines.semfi_parts.rules import check_working_size
 
-    validate(job)
     if job.size is not None:
         check_working_size(*job.size)
     if job.include_ends:

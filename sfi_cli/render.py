@@ -13,6 +13,7 @@ a frame or one gap; the output appears under its name only when complete.
 from __future__ import annotations
 
 import time
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +24,9 @@ from sfi_cli.errors import SfiError
 from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target
 from sfi_cli.plan import Footage, Gap, Generated, Plan, describe, semfi_expert
 from sfi_cli.progress import Reporter
+from sfi_cli.publish import Publication, output_lock, refuse_inputs, require_writable_folder
 from sfi_cli.timecode import format_rate
-from sfi_cli.workdir import GapCache, gap_key, manifest_path, write_json_atomically
+from sfi_cli.workdir import GapCache, gap_key, manifest_path, write_json
 
 if TYPE_CHECKING:
     from typing import Iterator
@@ -54,14 +56,17 @@ def work_dir_for(output: Path, configured: Path | None) -> Path:
 
 
 def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> None:
-    """Before any work: the output must not be an input, its folder must exist, and nothing is overwritten unasked."""
-    resolved = output.resolve()
-    for source in inputs:
-        if Path(source).resolve() == resolved:
-            raise SfiError(f"output '{output}' is also an input ('{source}'); choose another output path")
-    check_target(OutputTarget(output, "video"), options.force)
+    """Before any work: no file the run writes may be an input, every folder it writes to must be writable,
+    and nothing is overwritten unasked."""
+    check_target(OutputTarget(output, "video"), options.force, 1, inputs)
+    refuse_inputs([manifest_path(output)], inputs)
     if options.sheet is not None:
-        check_sheet(options.sheet, options.force)
+        check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
+    work_dir = work_dir_for(output, options.work_dir)
+    existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise SfiError(f"work folder '{work_dir}' lies inside the file '{existing}'; choose another --work-dir")
+    require_writable_folder(existing, "the work folder")
 
 
 def _reader(plan: Plan, key: str, ffmpeg: str):
@@ -177,13 +182,16 @@ def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
     readers = _Readers(plan, options.ffmpeg)
     total = plan.total_frames
     try:
-        with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress:
-            with SpliceWriter(plan, ffmpeg=options.ffmpeg) as writer:
+        with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress, \
+                Publication() as results:  # the output and its contact sheet, published together
+            with SpliceWriter(plan, ffmpeg=options.ffmpeg, results=results) as writer:
                 for segment in plan.segments:
                     if isinstance(segment, Generated):
                         gap = plan.gaps[segment.gap]
-                        for frame in gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg)):
-                            writer.write(frame)
+                        # closed at once on any error or signal, so a gap half-stored is removed, not left behind
+                        with closing(gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg))) as frames:
+                            for frame in frames:
+                                writer.write(frame)
                         progress(writer.frames_written, total)
                         continue
                     start, stop = (segment.start, segment.stop) if isinstance(segment, Footage) else (0, segment.frames)
@@ -192,23 +200,27 @@ def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
                         progress(writer.frames_written, total)
                 if writer.frames_written != total:
                     raise SfiError(f"wrote {writer.frames_written} frames instead of the planned {total}; this is a bug")
+                if gaps.sheet and gaps.sheet.thumbnails:
+                    gaps.sheet.save(options.sheet, results)
+                elif gaps.sheet:
+                    options.reporter.message("no transitions, so no contact sheet was written")
     finally:
         readers.close()
-    if gaps.sheet:
-        if gaps.sheet.thumbnails:
-            gaps.sheet.save(options.sheet)
-        else:
-            options.reporter.message("no transitions, so no contact sheet was written")
     return total
 
 
 def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     """Run ``plan`` (or with ``dry_run`` only describe it) and return the summary ``--json`` prints."""
-    check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
-    for warning in plan.warnings:
-        options.reporter.message(f"warning: {warning}")
-    if options.dry_run:
-        return {"dry_run": True, "plan": describe(plan), **_plan_summary(plan), **options.manifest_extra}
+    with nullcontext() if options.dry_run else output_lock(plan.output):
+        check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
+        for warning in plan.warnings:
+            options.reporter.message(f"warning: {warning}")
+        if options.dry_run:
+            return {"dry_run": True, "plan": describe(plan), **_plan_summary(plan), **options.manifest_extra}
+        return _render(plan, options)
+
+
+def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     started = time.monotonic()
     work_dir = work_dir_for(plan.output, options.work_dir)
     gaps = GapMaker(plan, GapCache(work_dir, options.ffmpeg), options, ContactSheet() if options.sheet else None)
@@ -224,7 +236,7 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 3),
         **options.manifest_extra,
     }
-    write_json_atomically(manifest_path(plan.output), {
+    write_json(manifest_path(plan.output), {
         "sfi": __version__, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **summary, "sources": [_source_facts(s) for s in plan.sources.values()],
     })

@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from sfi_cli import formats
-from sfi_cli.ffmpeg import VideoWriter
+from sfi_cli.ffmpeg import VideoWriter, ffmpeg_path
 from sfi_cli.plan import AudioPiece, AudioTrack, Plan, subtitle_codec
 
 FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, so cuts do not click
@@ -140,7 +140,7 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
         options["field_order"] = plan.primary.info.field_order
     # Each source's streams are timed from its video's first frame (ffmpeg counts from the file's start), so
     # copied audio and subtitles keep their relation to the picture.
-    inputs = {key: ffmpeg_lib.input(str(source.path), **({"itsoffset": f"{-float(source.info.start_offset):.6f}"}
+    inputs = {key: ffmpeg_lib.input(ffmpeg_path(source.path), **({"itsoffset": f"{-float(source.info.start_offset):.6f}"}
                                                          if source.info.start_offset else {}))
               for key, source in plan.sources.items() if source.info}
     silences = _silences(ffmpeg_lib, [track for track in plan.audio if not track.copy_from])
@@ -169,7 +169,7 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
         options[f"c:t:{index}"] = "copy"
     if plan.primary and plan.primary.info.timecode:
         options["timecode"] = plan.primary.info.timecode
-    args = ffmpeg_lib.output(*streams, str(partial), **options).get_args()
+    args = ffmpeg_lib.output(*streams, ffmpeg_path(partial), **options).get_args()
     positions = [i for i, arg in enumerate(args) if arg == "-i"]
     # Chapters only as the plan has them (ffmpeg would copy a source's own, unmoved, by default), read from
     # an ffmetadata text handed over inline.
@@ -181,12 +181,13 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
     if plan.primary:
         # Global metadata (creation time, ...) from the primary source, found by its input number
         # (added as an input of its own when none of its streams is used).
+        primary = ffmpeg_path(plan.primary.path)
         positions = [i for i, arg in enumerate(args) if arg == "-i"]
         inputs_in_order = [args[i + 1] for i in positions]
-        if str(plan.primary.path) not in inputs_in_order:
-            args[positions[-1] + 2:positions[-1] + 2] = ["-i", str(plan.primary.path)]
-            inputs_in_order.append(str(plan.primary.path))
-        args[-1:-1] = ["-map_metadata", str(inputs_in_order.index(str(plan.primary.path)))]
+        if primary not in inputs_in_order:
+            args[positions[-1] + 2:positions[-1] + 2] = ["-i", primary]
+            inputs_in_order.append(primary)
+        args[-1:-1] = ["-map_metadata", str(inputs_in_order.index(primary))]
     return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", *args]
 
 
@@ -210,10 +211,10 @@ def _chapters_input(plan: Plan) -> str:
 class SpliceWriter(VideoWriter):
     """A ``VideoWriter`` whose ffmpeg also muxes the plan's audio, subtitles and metadata."""
 
-    def __init__(self, plan: Plan, *, ffmpeg: str) -> None:
+    def __init__(self, plan: Plan, *, ffmpeg: str, results=None) -> None:
         self.plan = plan
         super().__init__(plan.output, plan.size, plan.rate, ffmpeg=ffmpeg, crf=plan.quality, preset=plan.preset,
-                         pix_fmt=plan.pix_fmt)
+                         pix_fmt=plan.pix_fmt, results=results)
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         return splice_command(self.plan, self.partial, ffmpeg)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -21,8 +20,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import convert_frames, decode_frames
+from sfi_cli.ffmpeg import convert_frames, decode_frames, ffmpeg_path
 from sfi_cli.formats import rgb_format_of
+from sfi_cli.publish import Publication, make_folder, remove_stale, write_text
 
 # Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p) for 8 bits;
 # FFV1 for 16-bit RGB (libx264rgb has 8 bits only).
@@ -47,10 +47,9 @@ class GapCache:
         self.root = Path(root)
         self.ffmpeg = ffmpeg
         self.gaps = self.root / "gaps"
-        try:
-            self.gaps.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SfiError(f"cannot create work folder '{self.root}': {error.strerror}") from None
+        make_folder(self.root, "the work folder")
+        make_folder(self.gaps, "the work folder")
+        remove_stale(self.gaps)  # gaps half-made by killed runs
 
     def folder(self, key: str) -> Path:
         return self.gaps / key
@@ -79,26 +78,20 @@ class GapCache:
             for taken, frame in enumerate(itertools.chain([first], frames), start=1):
                 yield frame
 
-        staging = self.gaps / f".{key}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
+        with Publication() as results:
+            staging = results.stage(self.folder(key), folder=True)
             handed_on = 0
             for handed_on, frame in enumerate(convert_frames(counted(), (width, height), pix_fmt=pix_fmt,
                                                              video_filter=video_filter, ffmpeg=self.ffmpeg,
                                                              from_pix_fmt=rgb,
-                                                             also_write=[*LOSSLESS_ARGS[rgb], str(staging / "frames.mkv")]),
+                                                             also_write=[*LOSSLESS_ARGS[rgb], ffmpeg_path(staging / "frames.mkv")]),
                                               start=1):
                 yield frame
             if handed_on != taken:
                 raise SfiError(f"ffmpeg handed on {handed_on} of gap {key}'s {taken} frames")
             (staging / "gap.json").write_text(json.dumps(
                 {**meta, "frames": taken, "width": width, "height": height}, indent=2, default=str))
-            target = self.folder(key)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # nothing left there once published
+            shutil.rmtree(self.folder(key), ignore_errors=True)  # a damaged or concurrent copy of this gap: replaced
 
     def frames(self, key: str, *, pix_fmt: str = "rgb24", video_filter: str | None = None) -> Iterator[np.ndarray]:
         """The stored frames in order, one at a time: RGB, or raw ``pix_fmt`` made by ``video_filter`` as they are decoded."""
@@ -114,11 +107,8 @@ class GapCache:
                            f"delete '{folder}' and run again")
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON under a temporary name and rename it into place."""
-    partial = path.with_name(f".{path.name}.sfi-partial")
-    partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(partial, path)
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def manifest_path(output: Path) -> Path:

@@ -16,6 +16,7 @@ from conftest import count_video_frames, peak_rss_kib, textured_image
 from sfi_cli.errors import SfiError
 from sfi_cli.ffmpeg import decode_frames
 from sfi_cli.output import parse_target, write_frames
+from sfi_cli.publish import Publication
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,7 +36,7 @@ def test_png_folder_defaults_to_new_frames_only(sfi, image_pair, tmp_path):
     out = tmp_path / "frames"
     assert sfi("interpolate", *image_pair, "-n", "7", "-o", out, "-q").code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"frame_{i:05d}.png" for i in range(1, 8)]
+    assert names == [".sfi-frames.json", *(f"frame_{i:05d}.png" for i in range(1, 8))]  # the marker lists its frames
 
 
 def test_png_pattern_with_ends(sfi, image_pair, tmp_path):
@@ -108,10 +109,12 @@ def test_failed_write_leaves_no_file(tmp_path, ffmpeg_exe):
         yield np.zeros((16, 16, 3), np.uint8)
         raise RuntimeError("engine died")
 
-    target = parse_target(str(tmp_path / "out.mp4"), inputs=[])
-    with pytest.raises(RuntimeError):
-        write_frames(target, frames_then_crash(), fps=Fraction(24), ffmpeg=ffmpeg_exe, crf=18, preset="ultrafast")
-    assert list(tmp_path.iterdir()) == []
+    for output in ("out.mp4", "frames", "shot_%03d.png"):
+        target = parse_target(str(tmp_path / output), inputs=[])
+        with pytest.raises(RuntimeError), Publication() as results:
+            write_frames(target, frames_then_crash(), results, fps=Fraction(24), ffmpeg=ffmpeg_exe, crf=18,
+                         preset="ultrafast")
+        assert list(tmp_path.iterdir()) == []
 
 
 def _bad_inputs(tmp_path, image_pair):

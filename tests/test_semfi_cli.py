@@ -42,7 +42,7 @@ def test_exact_count_for_every_expert(sfi, wan, images, tmp_path, frames):
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["engine"] == "semfi" and summary["frames_written"] == frames
-    written = sorted(out.iterdir())
+    written = sorted(out.glob("frame_*.png"))
     assert len(written) == frames
     assert Image.open(written[0]).size == (48, 32)
 
@@ -60,7 +60,7 @@ def test_raw_writes_every_model_frame_at_the_working_size(sfi, wan, images, tmp_
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["raw"] and summary["model_frames"] == 17 and summary["frames_written"] == 17
-    written = sorted(out.iterdir())
+    written = sorted(out.glob("frame_*.png"))
     assert len(written) == 17 and Image.open(written[0]).size == (32, 48)
 
 
@@ -116,7 +116,7 @@ def test_settings_from_sfi_toml(sfi, wan, images, tmp_path):
     out = tmp_path / "frames"
     result = sfi("--config", config, "interpolate", *images, "-n", 4, "-o", out, "-q")
     assert result.code == 0, result.stderr
-    assert len(list(out.iterdir())) == 4
+    assert len(list(out.glob("frame_*.png"))) == 4
     config.write_text('[engines.semfi]\nmemory_mode = "disk"\n')
     one_line_error(sfi("--config", config, "interpolate", *images, "-n", 4, "-o", tmp_path / "y"), "memory_mode")
 
