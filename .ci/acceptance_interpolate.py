@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 
-from sfi_cli.ffmpeg import find_ffmpeg
+from sfi_cli.media.ffmpeg import find_ffmpeg
 
 SFI = str(Path(sys.executable).with_name("sfi"))
 

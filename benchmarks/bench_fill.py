@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sfi_cli.ffmpeg import find_ffmpeg
+from sfi_cli.media.ffmpeg import find_ffmpeg
 
 RATE = 24
 SIZE = "1920x1080"
@@ -36,7 +36,7 @@ SOURCES = ["testsrc2", "gradients", "mandelbrot", "testsrc", "gradients=seed=7:s
 # Runs `sfi` in a child process and reports its own peak memory and its largest child's (ffmpeg).
 MEASURED_SFI = """
 import json, resource, sys, time
-from sfi_cli.cli import main
+from sfi_cli.commands import main
 started = time.monotonic()
 code = 0
 try:

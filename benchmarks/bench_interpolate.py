@@ -45,7 +45,7 @@ import numpy as np
 
 from engines.crossfade import dissolve
 from engines.flow import FlowEngine
-from sfi_cli.ffmpeg import decode_frames, find_ffmpeg
+from sfi_cli.media.ffmpeg import decode_frames, find_ffmpeg
 
 FPS = 30
 SIZE = (1920, 1080)

@@ -174,7 +174,7 @@ class SemFiEngine(Engine):
         from engines.semfi_parts.sampler import Request
         from PIL import Image
 
-        from sfi_cli.formats import at_depth
+        from sfi_cli.media.formats import at_depth
 
         sampler, mixture = self.runtime()
         mixture.activate(rules.expert_index(frames))

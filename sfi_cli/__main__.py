@@ -1,3 +1,3 @@
-from sfi_cli.cli import main
+from sfi_cli.commands import main
 
 main()

@@ -167,7 +167,7 @@ def check_lora(lora: str, layout) -> list[Check]:
 
 
 def check_ffmpeg(configured: str) -> list[Check]:
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     try:
         exe = find_ffmpeg(configured or None)

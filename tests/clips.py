@@ -140,7 +140,7 @@ def stream_facts(path: Path) -> dict:
 @pytest.fixture(scope="session")
 def cut_clip(tmp_path_factory) -> Path:
     """90 frames at 25 fps, hard cuts at 30 and 60, a 440 Hz tone, two subtitles, timecode 01:00:00:00."""
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     folder = tmp_path_factory.mktemp("clips")
     return make_clip(folder / "cuts.mp4", find_ffmpeg(), subtitles=True, timecode="01:00:00:00")
@@ -149,7 +149,7 @@ def cut_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def still_clip(tmp_path_factory) -> Path:
     """A clip with no cut at all."""
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     return make_clip(tmp_path_factory.mktemp("clips") / "still.mp4", find_ffmpeg(), frames=50, cuts=())
 
@@ -229,7 +229,7 @@ def make_stream_clip(path: Path, ffmpeg: str, *, audio_offsets: tuple[float, ...
 @pytest.fixture(scope="session")
 def late_audio_clip(tmp_path_factory) -> Path:
     """Two audio tracks starting 0.3 s and 0.12 s after the video (a cut at frame 25 of 50)."""
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     return make_stream_clip(tmp_path_factory.mktemp("clips") / "late.mp4", find_ffmpeg(), audio_offsets=(0.3, 0.12))
 
@@ -237,7 +237,7 @@ def late_audio_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def early_audio_clip(tmp_path_factory) -> Path:
     """An audio track starting 0.2 s before the video."""
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     return make_stream_clip(tmp_path_factory.mktemp("clips") / "early.mp4", find_ffmpeg(), audio_offsets=(0.0,),
                             video_offset=0.2)
@@ -246,7 +246,7 @@ def early_audio_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def matroska_clip(tmp_path_factory) -> Path:
     """A .mkv with ASS subtitles, a font attachment and two chapters (split at the cut)."""
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     return make_stream_clip(tmp_path_factory.mktemp("clips") / "styled.mkv", find_ffmpeg(), audio_offsets=(0.0,),
                             ass=True, font=True, chapters=True)

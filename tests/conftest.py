@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfi_cli.cli import main
-from sfi_cli.ffmpeg import find_ffmpeg
+from sfi_cli.commands import main
+from sfi_cli.media.ffmpeg import find_ffmpeg
 
 # Session-wide fixtures made with ffmpeg (clips with cuts, tones and numbered frames).
 pytest_plugins = ["clips"]

@@ -8,11 +8,11 @@ from fractions import Fraction
 import pytest
 
 from clips import frame_index, make_clip
-from sfi_cli.detect import detect_cuts
-from sfi_cli.probe import probe
-from sfi_cli.recipe import load_recipe
-from sfi_cli.sources import VideoReader
-from sfi_cli.timecode import format_timecode, parse_position
+from sfi_cli.timeline.cuts import detect_cuts
+from sfi_cli.media.probe import probe
+from sfi_cli.timeline.recipe import load_recipe
+from sfi_cli.media.readers import VideoReader
+from sfi_cli.timeline.timecode import format_timecode, parse_position
 
 
 @pytest.mark.parametrize("detector", ["adaptive", "content", "hash"])

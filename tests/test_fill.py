@@ -56,14 +56,14 @@ def test_insert_adds_frames_at_each_cut_and_keeps_sync(cut_clip, tmp_path, ffmpe
 def test_footage_relayed_in_the_kernel_equals_footage_copied_through_python(cut_clip, tmp_path, ffmpeg_exe, sfi,
                                                                            monkeypatch):
     """Linux moves untouched footage pipe to pipe; elsewhere it is read and written: same frames either way."""
-    import sfi_cli.sources
+    import sfi_cli.media.readers
 
     def video_md5s(path):
         return subprocess.run([ffmpeg_exe, "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
                               capture_output=True, text=True, check=True).stdout.splitlines()[-(FRAMES + 16):]
 
     moved = fill(sfi, cut_clip, tmp_path / "moved.mp4", "--frames", "8", "--work-dir", tmp_path / "work")
-    monkeypatch.setattr(sfi_cli.sources, "CAN_MOVE_FRAMES", False)
+    monkeypatch.setattr(sfi_cli.media.readers, "CAN_MOVE_FRAMES", False)
     copied = fill(sfi, cut_clip, tmp_path / "copied.mp4", "--frames", "8", "--work-dir", tmp_path / "work")
     assert moved["frames_written"] == copied["frames_written"] == FRAMES + 16
     assert video_md5s(tmp_path / "moved.mp4") == video_md5s(tmp_path / "copied.mp4")

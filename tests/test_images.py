@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sfi_cli.errors import SfiError
-from sfi_cli.images import fit_pair, load_image, parse_size, resize_to
+from sfi_cli.media.images import fit_pair, load_image, parse_size, resize_to
 
 
 def test_exif_orientation_is_applied(tmp_path):

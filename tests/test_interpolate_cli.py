@@ -14,9 +14,9 @@ from PIL import Image
 
 from conftest import count_video_frames, peak_rss_kib, textured_image
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import decode_frames
-from sfi_cli.output import parse_target, write_frames
-from sfi_cli.publish import Publication
+from sfi_cli.media.ffmpeg import decode_frames
+from sfi_cli.media.targets import parse_target, write_frames
+from sfi_cli.media.publish import Publication
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -187,7 +187,7 @@ def test_bad_input_is_one_clear_line_and_no_output(sfi, tmp_path, image_pair, ca
 
 def test_help_imports_no_heavy_library():
     """``sfi --help`` must not pay for numpy, cv2, torch or diffsynth."""
-    code = ("import sys; from sfi_cli.cli import main\n"
+    code = ("import sys; from sfi_cli.commands import main\n"
             "try:\n    main(['interpolate', '--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = sorted(m for m in ('numpy', 'cv2', 'torch', 'diffsynth', 'PIL', 'av', 'scenedetect', 'rich') if m in sys.modules)\n"
             "print('HEAVY=' + ','.join(heavy))")
@@ -215,7 +215,7 @@ def test_many_new_frames_stream_in_flat_memory(tmp_path, ffmpeg_exe):
 
 
 def test_contact_sheet_keeps_an_even_sample_numbered_by_frame():
-    from sfi_cli.output import ContactSheet
+    from sfi_cli.media.targets import ContactSheet
 
     sheet = ContactSheet(limit=8)
     frames = [np.full((4, 8, 3), i % 256, np.uint8) for i in range(100)]

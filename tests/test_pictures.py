@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from clips import decode_all, encode_yuv, flat_planes, frame_index, make_clip, video_facts, yuv_planes
-from sfi_cli.probe import probe
+from sfi_cli.media.probe import probe
 
 COLOUR = (143, 91, 86)  # the flat colour the issue saw come back as (140, 90, 84)
 MATRICES = {"bt709": (0.2126, 0.0722), "smpte170m": (0.299, 0.114)}  # (Kr, Kb)
@@ -101,7 +101,7 @@ def with_sar(source, target, ffmpeg: str, sar: str):
 @pytest.fixture(scope="module")
 def anamorphic_clips(tmp_path_factory):
     """A 72x58 clip with cuts at 10 and 20 (and plain.mp4, square pixels), with SAR 64:45 (PAL 16:9) and 4:3."""
-    from sfi_cli.ffmpeg import find_ffmpeg
+    from sfi_cli.media.ffmpeg import find_ffmpeg
 
     ffmpeg = find_ffmpeg()
     folder = tmp_path_factory.mktemp("sar")

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from clips import make_clip
-from sfi_cli.recipe import load_recipe
-from sfi_cli.tomlfile import key_line
+from sfi_cli.timeline.recipe import load_recipe
+from sfi_cli.config.toml import key_line
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -163,7 +163,7 @@ def test_doctor_says_what_to_do(sfi, wan, tmp_path):
 
 def test_help_and_availability_checks_stay_light():
     code = ("import sys\n"
-            "from sfi_cli.cli import main\n"
+            "from sfi_cli.commands import main\n"
             "try:\n    main(['interpolate', '--help'])\nexcept SystemExit:\n    pass\n"
             "from engines.semfi import SemFiEngine\n"
             "assert SemFiEngine.unavailable_reason({'model_dir': '/nowhere', 'lora': 'x'})\n"

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from engines.semfi_parts.rules import frame_positions
-from sfi_cli.formats import at_depth
+from sfi_cli.media.formats import at_depth
 
 DRIFT_CELL = 32  # the drift correction keeps detail coarser than 1/32 of the frame only
 

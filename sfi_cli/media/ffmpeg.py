@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.publish import Publication
+from sfi_cli.media.publish import Publication
 
 FFMPEG_ENV = "SFI_FFMPEG"
 
@@ -137,7 +137,7 @@ class VideoWriter:
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         """The ffmpeg command line that reads raw frames on stdin and writes ``self.partial``."""
-        from sfi_cli.formats import standard_encoding
+        from sfi_cli.media.formats import standard_encoding
 
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
         suffix = self.path.suffix.lower()

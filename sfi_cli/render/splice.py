@@ -16,12 +16,22 @@ timed from its video's first frame, so each stream keeps its offset from the pic
 
 from __future__ import annotations
 
+from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sfi_cli import formats
-from sfi_cli.ffmpeg import VideoWriter, ffmpeg_path
-from sfi_cli.plan import AudioPiece, AudioTrack, Plan, subtitle_codec
+from sfi_cli.errors import SfiError
+from sfi_cli.media import formats
+from sfi_cli.media.ffmpeg import VideoWriter, ffmpeg_path
+from sfi_cli.media.publish import Publication
+from sfi_cli.render.gaps import GapMaker, boundary_frames
+from sfi_cli.timeline.plan import AudioPiece, AudioTrack, Footage, Generated, Plan, subtitle_codec
+
+if TYPE_CHECKING:
+    from sfi_cli.render import RenderOptions
+
+RELAY_CHUNK = 48  # footage frames passed on between progress updates
 
 FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, so cuts do not click
 
@@ -218,3 +228,70 @@ class SpliceWriter(VideoWriter):
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         return splice_command(self.plan, self.partial, ffmpeg)
+
+
+def _reader(plan: Plan, key: str, ffmpeg: str):
+    """A reader of one source in the output's pixel format and colours."""
+    from sfi_cli.media.readers import StillReader, VideoReader
+
+    source = plan.sources[key]
+    if source.info is None:
+        return StillReader(source.path, size=plan.size, fit=plan.fit, pix_fmt=plan.pix_fmt, ffmpeg=ffmpeg,
+                           rgb_pix_fmt=plan.rgb_pix_fmt, to_output=plan.rgb_to_output(ffmpeg), sar=plan.sar, pad=plan.pad)
+    color_filter = None
+    primary = plan.primary.info.color if plan.primary else None
+    if (source.info.color.space, source.info.color.range) != (primary.space, primary.range):
+        color_filter = formats.yuv_to_yuv((source.info.color.space or formats.UNTAGGED_MATRIX, source.info.color_range),
+                                          (plan.matrix, plan.color_range), ffmpeg)
+    return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt,
+                       keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter, sar=plan.sar,
+                       pad=plan.pad)
+
+
+class Readers(dict):
+    """One reader per source, opened on first use and all closed together."""
+
+    def __init__(self, plan: Plan, ffmpeg: str) -> None:
+        super().__init__()
+        self.plan, self.ffmpeg = plan, ffmpeg
+
+    def __missing__(self, key: str):
+        self[key] = reader = _reader(self.plan, key, self.ffmpeg)
+        return reader
+
+    def close(self) -> None:
+        for reader in self.values():
+            reader.close()
+
+
+def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
+    """Stream the whole timeline into the output file, making each gap as the stream reaches it;
+    returns the frames written."""
+    readers = Readers(plan, options.ffmpeg)
+    total = plan.total_frames
+    try:
+        with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress, \
+                Publication() as results:  # the output and its contact sheet, published together
+            with SpliceWriter(plan, ffmpeg=options.ffmpeg, results=results) as writer:
+                for segment in plan.segments:
+                    if isinstance(segment, Generated):
+                        gap = plan.gaps[segment.gap]
+                        # closed at once on any error or signal, so a gap half-stored is removed, not left behind
+                        with closing(gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg))) as frames:
+                            for frame in frames:
+                                writer.write(frame)
+                        progress(writer.frames_written, total)
+                        continue
+                    start, stop = (segment.start, segment.stop) if isinstance(segment, Footage) else (0, segment.frames)
+                    for chunk in range(start, stop, RELAY_CHUNK):
+                        readers[segment.source].relay(chunk, min(chunk + RELAY_CHUNK, stop), writer)
+                        progress(writer.frames_written, total)
+                if writer.frames_written != total:
+                    raise SfiError(f"wrote {writer.frames_written} frames instead of the planned {total}; this is a bug")
+                if gaps.sheet and gaps.sheet.thumbnails:
+                    gaps.sheet.save(options.sheet, results)
+                elif gaps.sheet:
+                    options.reporter.message("no transitions, so no contact sheet was written")
+    finally:
+        readers.close()
+    return total

@@ -15,12 +15,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping
 
-from sfi_cli import formats
+from sfi_cli.media import formats
 from sfi_cli.errors import SfiError
-from sfi_cli.images import check_frame_size
-from sfi_cli.probe import Attachment, AudioStream, Chapter, MediaInfo, SubtitleStream, probe
-from sfi_cli.recipe import Recipe, ShotSpec, TransitionSpec
-from sfi_cli.timecode import format_rate, format_timecode
+from sfi_cli.media.images import check_frame_size
+from sfi_cli.media.probe import Attachment, AudioStream, Chapter, MediaInfo, SubtitleStream, probe
+from sfi_cli.timeline.recipe import Recipe, ShotSpec, TransitionSpec
+from sfi_cli.timeline.timecode import format_rate, format_timecode
 
 CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}
 TEXT_SUBTITLES = {"mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text"}  # can become mov_text
@@ -337,7 +337,7 @@ def _sources(recipe: Recipe, probed: Mapping[Path, MediaInfo]) -> dict[str, Sour
                 raise SfiError(f"{shot.where}: {error}") from None
             sources[key] = Source(key, "video", shot.path, info)
         else:
-            from sfi_cli.images import load_image
+            from sfi_cli.media.images import load_image
 
             try:
                 load_image(shot.path)

@@ -13,8 +13,8 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from sfi_cli.errors import SfiError
-from sfi_cli.probe import MediaInfo
-from sfi_cli.timecode import format_timecode
+from sfi_cli.media.probe import MediaInfo
+from sfi_cli.timeline.timecode import format_timecode
 
 DETECTORS = ("adaptive", "content", "hash", "threshold")
 # Analysis at ~256 px wide does not need the deblocking filter's last bit of exactness: skipping it
@@ -73,7 +73,7 @@ def detect_cuts(info: MediaInfo, *, detector: str = "adaptive", threshold: float
     """Run one detector over every frame of ``info`` and return the cuts in order."""
     from scenedetect import FrameTimecode, StatsManager
 
-    from sfi_cli.sources import VideoReader
+    from sfi_cli.media.readers import VideoReader
 
     if min_scene_len < 1:
         raise SfiError(f"minimum scene length must be at least 1 frame (got {min_scene_len})")

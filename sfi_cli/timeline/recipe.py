@@ -18,11 +18,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sfi_cli.config import SCHEMA, Key, check_value, expected
+from sfi_cli.config.schema import SCHEMA, Key, check_value, expected
 from sfi_cli.errors import SfiError
-from sfi_cli.images import FIT_POLICIES
-from sfi_cli.timecode import Position, parse_position
-from sfi_cli.tomlfile import dotted, read_toml, toml_comment, toml_string, where
+from sfi_cli.media.images import FIT_POLICIES
+from sfi_cli.timeline.timecode import Position, parse_position
+from sfi_cli.config.toml import dotted, read_toml, toml_comment, toml_string, where
 
 CODECS = ("h264", "h265", "prores")
 AUDIO = ("shots", "none")
@@ -162,8 +162,8 @@ def parse_recipe(data: dict[str, Any], text: str, path: Path, output_override: P
 
 
 def _output(reader: _Reader, data: Any, override: Path | None) -> OutputSpec:
-    from sfi_cli.ffmpeg import parse_rate
-    from sfi_cli.images import parse_size
+    from sfi_cli.media.ffmpeg import parse_rate
+    from sfi_cli.media.images import parse_size
 
     values = reader.table(data, OUTPUT_KEYS, ("output",))
     path = override
@@ -184,7 +184,7 @@ def _output(reader: _Reader, data: Any, override: Path | None) -> OutputSpec:
 
 def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | None) -> None:
     """``quality`` must suit the codec the output will get (CRF 0-51, or a ProRes profile 0-3)."""
-    from sfi_cli.plan import output_codec
+    from sfi_cli.timeline.plan import output_codec
 
     codec = output_codec(output, codec)
     key = PRORES_QUALITY if codec == "prores" else CRF_QUALITY

@@ -17,9 +17,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import CAN_MOVE_FRAMES, RGB_DTYPES, VideoWriter, convert_frames, decode_frames
-from sfi_cli.formats import at_depth, pad_frame
-from sfi_cli.probe import MediaInfo
+from sfi_cli.media.ffmpeg import CAN_MOVE_FRAMES, RGB_DTYPES, VideoWriter, convert_frames, decode_frames
+from sfi_cli.media.formats import at_depth, pad_frame
+from sfi_cli.media.probe import MediaInfo
 
 
 def fit_filter(source: tuple[int, int], size: tuple[int, int], fit: str, flags: str = "lanczos") -> str | None:
@@ -175,7 +175,7 @@ class StillReader:
                  pad: tuple[int, int] = (0, 0)) -> None:
         from PIL import Image
 
-        from sfi_cli.images import load_image, resize_to
+        from sfi_cli.media.images import load_image, resize_to
 
         image = load_image(path)
         if sar != 1:  # square pixels into the output's pixel shape, so the picture keeps its display aspect

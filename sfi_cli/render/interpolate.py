@@ -15,10 +15,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.images import fit_pair, load_image
-from sfi_cli.output import ContactSheet, OutputTarget, check_sheet, check_target, output_files, write_frames
+from sfi_cli.media.images import fit_pair, load_image
+from sfi_cli.media.targets import ContactSheet, OutputTarget, check_sheet, check_target, output_files, write_frames
 from sfi_cli.progress import Reporter
-from sfi_cli.publish import Publication, output_lock
+from sfi_cli.media.publish import Publication, output_lock
 
 
 @dataclass
@@ -96,8 +96,8 @@ def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: R
     height, width = first.shape[:2]
     reporter.message(f"{engine.name}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
     if job.target.is_video:
-        from sfi_cli.ffmpeg import codec_pix_fmt
-        from sfi_cli.formats import even_padding, padding_warning
+        from sfi_cli.media.ffmpeg import codec_pix_fmt
+        from sfi_cli.media.formats import even_padding, padding_warning
 
         pix_fmt = codec_pix_fmt(job.target.path.suffix.lower())
         pad = even_padding((width, height), pix_fmt)

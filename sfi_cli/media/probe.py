@@ -143,7 +143,7 @@ def probe(path: Path) -> MediaInfo:
     """Read the facts about ``path``; one clear SfiError if it is missing or not a video."""
     import av
 
-    from sfi_cli.ffmpeg import ffmpeg_path
+    from sfi_cli.media.ffmpeg import ffmpeg_path
 
     path = require_input_file(path, "a video")
     try:

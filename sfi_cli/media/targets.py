@@ -1,7 +1,7 @@
 """Where finished frames go: a video file, a folder of PNGs, or a printf-style PNG pattern.
 
 Every target is written under a temporary name and published by rename only when it
-is complete (``sfi_cli.publish``), so an interrupted run never leaves a half-written
+is complete (``sfi_cli.media.publish``), so an interrupted run never leaves a half-written
 result, and an existing result is replaced only with ``--force``. A folder output
 holds a small marker listing its frames: ``--force`` into a folder replaces those and
 the frames it writes, never any other file; nothing that is an input is ever written.
@@ -22,9 +22,9 @@ from PIL import Image
 
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import CODECS, VideoWriter, codec_pix_fmt
-from sfi_cli.formats import at_depth
-from sfi_cli.publish import Publication, refuse_inputs, require_writable_folder, same_file, write_failed
+from sfi_cli.media.ffmpeg import CODECS, VideoWriter, codec_pix_fmt
+from sfi_cli.media.formats import at_depth
+from sfi_cli.media.publish import Publication, refuse_inputs, require_writable_folder, same_file, write_failed
 
 VIDEO_SUFFIXES = tuple(CODECS)
 MARKER = ".sfi-frames.json"  # in a folder output: the frames sfi wrote there
@@ -130,7 +130,7 @@ def check_sheet(sheet: Path, force: bool, inputs: Iterable[Path], outputs: Itera
 
 def even_size(frame: np.ndarray, pix_fmt: str) -> np.ndarray:
     """Pad the dimensions ``pix_fmt`` needs even by repeating the last row/column (never resampled)."""
-    from sfi_cli.formats import even_padding
+    from sfi_cli.media.formats import even_padding
 
     pad_x, pad_y = even_padding((frame.shape[1], frame.shape[0]), pix_fmt)
     if not (pad_x or pad_y):

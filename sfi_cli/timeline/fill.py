@@ -13,14 +13,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sfi_cli.detect import Detection, detect_cuts
+from sfi_cli.timeline.cuts import Detection, detect_cuts
 from sfi_cli.errors import SfiError
-from sfi_cli.probe import MediaInfo, probe
+from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
-from sfi_cli.publish import make_folder, output_lock, refuse_inputs, same_file, write_text
-from sfi_cli.recipe import cut_recipe_text, parse_recipe
+from sfi_cli.media.publish import make_folder, output_lock, refuse_inputs, same_file, write_text
+from sfi_cli.timeline.recipe import cut_recipe_text, parse_recipe
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
-from sfi_cli.timecode import format_rate, parse_position
+from sfi_cli.timeline.timecode import format_rate, parse_position
 
 
 @dataclass
@@ -87,7 +87,7 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
 
 def _fill(video: Path, output: Path, request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *,
           default_fps: Fraction, crf: int, preset: str) -> dict[str, Any]:
-    from sfi_cli.plan import make_plan, output_codec
+    from sfi_cli.timeline.plan import make_plan, output_codec
 
     info = probe(video)
     frames = transition_frames(info, request.seconds, request.frames)

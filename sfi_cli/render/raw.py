@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 from sfi_cli.errors import SfiError
-from sfi_cli.images import load_image
-from sfi_cli.interpolate import InterpolateJob, summary, validate, write_result
+from sfi_cli.media.images import load_image
+from sfi_cli.render.interpolate import InterpolateJob, summary, validate, write_result
 from sfi_cli.progress import Reporter
-from sfi_cli.publish import output_lock
+from sfi_cli.media.publish import output_lock
 
 
 def run_raw(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.ffmpeg import convert_frames, decode_frames, ffmpeg_path
-from sfi_cli.formats import rgb_format_of
-from sfi_cli.publish import Publication, make_folder, remove_stale, write_text
+from sfi_cli.media.ffmpeg import convert_frames, decode_frames, ffmpeg_path
+from sfi_cli.media.formats import rgb_format_of
+from sfi_cli.media.publish import Publication, make_folder, remove_stale, write_text
 
 # Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p) for 8 bits;
 # FFV1 for 16-bit RGB (libx264rgb has 8 bits only).

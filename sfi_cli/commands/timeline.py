@@ -1,0 +1,195 @@
+"""``sfi detect``, ``sfi render`` and ``sfi fill``: cuts, recipes and timelines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from sfi_cli.commands import Context, ENGINE_HELP, cli
+from sfi_cli.config.options import PROMPT, keyed_option
+from sfi_cli.errors import SfiError
+
+
+def detector_options(command):
+    """Options shared by ``detect`` and ``fill`` for choosing and tuning the cut detector."""
+    for option in reversed([
+        keyed_option("detect.detector", "Cut detector (PySceneDetect; default adaptive)"),
+        keyed_option("detect.threshold", "Detector threshold, 0 or more (default: the detector's own; lower finds more cuts)"),
+        keyed_option("detect.min_scene_len", "Shortest shot: frames (15) or time (0.5s)"),
+        keyed_option("detect.downscale", "Analyse at 1/N size; 0 = automatic"),
+    ]):
+        command = option(command)
+    return command
+
+
+def length_options(command):
+    """Transition length and mode, shared by ``detect --recipe`` and ``fill``."""
+    for option in reversed([
+        keyed_option("fill.seconds", "Transition length in seconds (1.0)"),
+        click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
+        keyed_option("fill.mode", "insert: add frames at each cut; replace: overwrite frames around it"),
+        keyed_option("fill.audio", "Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
+    ]):
+        command = option(command)
+    return command
+
+
+def render_options(command):
+    """Options shared by ``render`` and ``fill``."""
+    for option in reversed([
+        keyed_option("engine", ENGINE_HELP + "; for render it replaces every engine the recipe names"),
+        click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
+        click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Also save a contact sheet PNG of all generated frames."),
+        click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Where finished transitions are kept for resume [config work_dir; default .sfi-work beside the output]."),
+        click.option("--force", is_flag=True, help="Overwrite an existing output."),
+        click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+    ]):
+        command = option(command)
+    return command
+
+
+def detect_settings(config, detector, threshold, min_scene_len, downscale):
+    from sfi_cli.timeline.fill import DetectOptions
+
+    config.override(detect__detector=detector, detect__threshold=threshold, detect__min_scene_len=min_scene_len,
+                    detect__downscale=downscale)
+    return DetectOptions(detector=config["detect.detector"], threshold=config["detect.threshold"] or None,
+                         min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
+
+
+def timeline_options(obj: Context, *, quiet: bool, as_json: bool, sheet, work_dir, force: bool, dry_run: bool):
+    from sfi_cli.render import RenderOptions
+
+    configured = work_dir or (Path(obj.config["work_dir"]).expanduser() if obj.config["work_dir"] else None)
+    return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=obj.config.engine_settings(),
+                         reporter=obj.reporter(quiet, as_json), work_dir=configured, sheet=sheet, force=force,
+                         dry_run=dry_run)
+
+
+def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif summary.get("dry_run"):
+        click.echo("\n".join(summary["plan"]))
+    elif not quiet and summary.get("output"):
+        cached = f", {summary['gaps_cached']} of them from the work folder" if summary.get("gaps_cached") else ""
+        click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s; "
+                   f"{summary['gap_count']} transitions{cached}); manifest {summary['manifest']}")
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@detector_options
+@click.option("--recipe", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write an editable recipe with one transition per cut.")
+@length_options
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cuts as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.pass_obj
+def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downscale, recipe: Path | None,
+           seconds, frames, mode, audio, force: bool, as_json: bool, quiet: bool) -> None:
+    """List the cuts in VIDEO (frame, timecode, score); --recipe writes a recipe to edit and render."""
+    import os
+
+    from sfi_cli.timeline.fill import detect_video, recipe_header, transition_frames
+    from sfi_cli.media.probe import probe
+    from sfi_cli.media.publish import refuse_inputs, require_writable_folder, write_text
+    from sfi_cli.timeline.recipe import cut_recipe_text
+    from sfi_cli.timeline.timecode import format_rate
+
+    config = obj.config
+    options = detect_settings(config, detector, threshold, min_scene_len, downscale)
+    config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
+    if recipe is not None:
+        refuse_inputs([recipe], [video], "recipe")
+        require_writable_folder(recipe.parent, "the recipe")
+        if recipe.exists() and not force:
+            raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
+    info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
+    if recipe is not None:
+        length = transition_frames(info, config["fill.seconds"], frames)
+        relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
+        text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
+                               output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}",
+                               header=recipe_header(info, detection, "sfi detect"), audio=config["fill.audio"])
+        write_text(recipe, text)
+    cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
+            for c in detection.cuts]
+    if as_json:
+        click.echo(json.dumps({"video": str(video), "frames": info.frame_count, "fps": f"{info.rate.numerator}/{info.rate.denominator}",
+                               "detector": detection.detector, "threshold": detection.threshold, "cuts": cuts,
+                               "recipe": str(recipe) if recipe else None}, indent=2))
+        return
+    if quiet:
+        return
+    click.echo(f"{len(cuts)} cuts in {video.name} ({info.frame_count} frames at {format_rate(info.rate)} fps, "
+               f"{detection.detector} detector, threshold {detection.threshold})")
+    if cuts:
+        click.echo(f"{'#':>4}  {'frame':>7}  {'timecode':<12} {'seconds':>9}  {'score':>8}")
+    for number, cut in enumerate(cuts, start=1):
+        score = "-" if cut["score"] is None else f"{cut['score']:.3f}"
+        click.echo(f"{number:>4}  {cut['frame']:>7}  {cut['timecode']:<12} {cut['seconds']:>9.3f}  {score:>8}")
+    if recipe is not None:
+        click.echo(f"recipe: {recipe} (fill in the prompts, then: sfi render {recipe})")
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
+@render_options
+@click.pass_obj
+def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, force, as_json, quiet) -> None:
+    """Render the timeline of shots and transitions described by RECIPE (TOML)."""
+    from sfi_cli.media.ffmpeg import parse_rate
+    from sfi_cli.timeline.plan import make_plan
+    from sfi_cli.timeline.recipe import load_recipe, with_engine
+    from sfi_cli.render import render_plan
+
+    config = obj.config
+    config.override(engine=engine)
+    options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
+                               dry_run=dry_run)
+    loaded = load_recipe(recipe, output)
+    plan = make_plan(with_engine(loaded, engine) if engine else loaded, engine=config["engine"], engine_settings=options.engine_settings,
+                     default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
+    emit_timeline(render_plan(plan, options), as_json, quiet)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself.")
+@length_options
+@click.option("--prompt", type=PROMPT, default="", help="What should happen in each transition (text-guided engines).")
+@click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
+@detector_options
+@click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
+@render_options
+@click.pass_obj
+def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, audio, prompt: str, negative_prompt: str, seed: int,
+         detector, threshold, min_scene_len, downscale, copy_if_no_cuts: bool, engine, dry_run, sheet, work_dir,
+         force, as_json, quiet) -> None:
+    """Find the cuts in VIDEO and put a generated transition at each one."""
+    from sfi_cli.media.ffmpeg import parse_rate
+    from sfi_cli.timeline.fill import FillRequest, fill as run_fill
+
+    config = obj.config
+    config.override(engine=engine, fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
+    detect_options = detect_settings(config, detector, threshold, min_scene_len, downscale)
+    options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
+                               dry_run=dry_run)
+    request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
+                          mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
+                          negative_prompt=negative_prompt, seed=seed, engine=config["engine"],
+                          copy_if_no_cuts=copy_if_no_cuts)
+    summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
+                       crf=config["output.crf"], preset=config["output.preset"])
+    emit_timeline(summary, as_json, quiet)

@@ -1,0 +1,132 @@
+"""Running a plan: one pass that streams the timeline and makes each gap as it reaches it.
+
+``splice`` decodes footage range by range and holds stills, straight into the output's
+pixel format, through one ffmpeg that also lays in the sound, subtitles and metadata.
+At a gap it hands the frame it just wrote and the first frame of what follows (as RGB)
+to ``GapMaker``, which keys them and reads the gap from the work folder, or has the
+engine make it and stores it there while it goes on into the output. So boundary
+frames cost no decoding pass of their own, and a new gap is never decoded back. Nothing is held in memory beyond
+a frame or one gap; the output appears under its name only when complete.
+``fill`` is detection, then a recipe, then the same render.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sfi_cli import __version__
+from sfi_cli.errors import SfiError
+from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder
+from sfi_cli.media.targets import ContactSheet, OutputTarget, check_sheet, check_target
+from sfi_cli.progress import Reporter
+from sfi_cli.render.gaps import GapMaker
+from sfi_cli.render.splice import splice
+from sfi_cli.render.workdir import GapCache, manifest_path, write_json
+from sfi_cli.timeline.plan import Plan, describe
+from sfi_cli.timeline.timecode import format_rate
+
+WORK_DIR_NAME = ".sfi-work"
+
+
+@dataclass
+class RenderOptions:
+    """How to run a plan, beyond what the plan itself says."""
+
+    ffmpeg: str
+    engine_settings: dict[str, dict[str, Any]]
+    reporter: Reporter
+    work_dir: Path | None = None  # None: .sfi-work beside the output
+    sheet: Path | None = None
+    force: bool = False
+    dry_run: bool = False
+    manifest_extra: dict[str, Any] = field(default_factory=dict)
+
+
+def work_dir_for(output: Path, configured: Path | None) -> Path:
+    return configured if configured is not None else output.parent / WORK_DIR_NAME
+
+
+def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> None:
+    """Before any work: no file the run writes may be an input, every folder it writes to must be writable,
+    and nothing is overwritten unasked."""
+    check_target(OutputTarget(output, "video"), options.force, 1, inputs)
+    refuse_inputs([manifest_path(output)], inputs)
+    if options.sheet is not None:
+        check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
+    work_dir = work_dir_for(output, options.work_dir)
+    existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise SfiError(f"work folder '{work_dir}' lies inside the file '{existing}'; choose another --work-dir")
+    require_writable_folder(existing, "the work folder")
+
+
+def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
+    """Run ``plan`` (or with ``dry_run`` only describe it) and return the summary ``--json`` prints."""
+    with nullcontext() if options.dry_run else output_lock(plan.output):
+        check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
+        for warning in plan.warnings:
+            options.reporter.message(f"warning: {warning}")
+        if options.dry_run:
+            return {"dry_run": True, "plan": describe(plan), **_plan_summary(plan), **options.manifest_extra}
+        return _render(plan, options)
+
+
+def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
+    started = time.monotonic()
+    work_dir = work_dir_for(plan.output, options.work_dir)
+    gaps = GapMaker(plan, GapCache(work_dir, options.ffmpeg), options, ContactSheet() if options.sheet else None)
+    written = splice(plan, gaps, options)
+    summary = {
+        **_plan_summary(plan),
+        "frames_written": written,
+        "gaps": gaps.records,
+        "gaps_cached": sum(g["cached"] for g in gaps.records),
+        "work_dir": str(work_dir),
+        "sheet": str(options.sheet) if options.sheet else None,
+        "manifest": str(manifest_path(plan.output)),
+        "seconds": round(time.monotonic() - started, 3),
+        **options.manifest_extra,
+    }
+    write_json(manifest_path(plan.output), {
+        "sfi": __version__, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **summary, "sources": [_source_facts(s) for s in plan.sources.values()],
+    })
+    return summary
+
+
+def _plan_summary(plan: Plan) -> dict[str, Any]:
+    return {
+        "output": str(plan.output),
+        "recipe": str(plan.recipe),
+        "frames": plan.total_frames,
+        "generated_frames": plan.generated_frames,
+        "gap_count": len(plan.gaps),
+        "fps": f"{plan.rate.numerator}/{plan.rate.denominator}",
+        "width": plan.size[0],
+        "height": plan.size[1],
+        "codec": plan.codec,
+        "pix_fmt": plan.pix_fmt,
+        "audio_tracks": [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout,
+                          "copied": t.copy_from is not None} for t in plan.audio],
+        "subtitle_tracks": len(plan.subtitles),
+        "attachments": [a.filename for a in plan.attachments],
+        "chapters": len(plan.chapters),
+        "warnings": plan.warnings,
+    }
+
+
+def _source_facts(source) -> dict[str, Any]:
+    facts: dict[str, Any] = {"path": str(source.path), "kind": source.kind}
+    if source.info:
+        info = source.info
+        facts.update({"frames": info.frame_count, "fps": format_rate(info.rate), "vfr": info.vfr,
+                      "size": f"{info.width}x{info.height}", "sar": f"{info.sar.numerator}:{info.sar.denominator}",
+                      "field_order": info.field_order, "pix_fmt": info.pix_fmt, "rotation": info.rotation,
+                      "timecode": info.timecode, "audio_tracks": len(info.audio), "subtitle_tracks": len(info.subtitles),
+                      "attachments": len(info.attachments), "chapters": len(info.chapters)})
+    return facts
