@@ -46,6 +46,17 @@ class Context:
         return Reporter(quiet=quiet, interactive=False if machine_output else None)
 
 
+def option_group(*options):
+    """One decorator for options several commands share, applied so they show in ``--help`` in the order given."""
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sfi")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sfi_cli.commands import Context, ENGINE_HELP, cli
+from sfi_cli.commands import Context, ENGINE_HELP, cli, option_group
 from sfi_cli.config.options import PROMPT, keyed_option
 
 
@@ -18,25 +18,22 @@ def emit_summary(summary: dict, as_json: bool, quiet: bool) -> None:
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s)")
 
 
-def semfi_options(command):
-    """SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml) and --raw."""
-    for option in reversed([
-        keyed_option("engines.semfi.model_dir", "Wan2.1-I2V-14B-720P folder"),
-        keyed_option("engines.semfi.lora", "SemFi LoRA checkpoint semfi.ckpt"),
-        keyed_option("engines.semfi.device", "cuda, cuda:N or cpu (very slow)"),
-        keyed_option("engines.semfi.dtype", "Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
-        keyed_option("engines.semfi.memory_mode", "GPU memory use; auto picks from free GPU memory"),
-        keyed_option("engines.semfi.area", "SemFi working size: 480p, 720p or a pixel count"),
-        keyed_option("engines.semfi.steps", "Denoising steps (50)"),
-        keyed_option("engines.semfi.cfg", "Classifier-free guidance scale (5.0)"),
-        keyed_option("engines.semfi.shift", "Flow-matching sigma shift (5.0)"),
-        keyed_option("engines.semfi.negative_prompt", "What to avoid", type=PROMPT),
-        click.option("--raw", is_flag=True,
-                     help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
-                          "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),
-    ]):
-        command = option(command)
-    return command
+# SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml) and --raw.
+semfi_options = option_group(
+    keyed_option("engines.semfi.model_dir", "Wan2.1-I2V-14B-720P folder"),
+    keyed_option("engines.semfi.lora", "SemFi LoRA checkpoint semfi.ckpt"),
+    keyed_option("engines.semfi.device", "cuda, cuda:N or cpu (very slow)"),
+    keyed_option("engines.semfi.dtype", "Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
+    keyed_option("engines.semfi.memory_mode", "GPU memory use; auto picks from free GPU memory"),
+    keyed_option("engines.semfi.area", "SemFi working size: 480p, 720p or a pixel count"),
+    keyed_option("engines.semfi.steps", "Denoising steps (50)"),
+    keyed_option("engines.semfi.cfg", "Classifier-free guidance scale (5.0)"),
+    keyed_option("engines.semfi.shift", "Flow-matching sigma shift (5.0)"),
+    keyed_option("engines.semfi.negative_prompt", "What to avoid", type=PROMPT),
+    click.option("--raw", is_flag=True,
+                 help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
+                      "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),
+)
 
 
 @cli.command()

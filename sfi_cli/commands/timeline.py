@@ -7,50 +7,41 @@ from pathlib import Path
 
 import click
 
-from sfi_cli.commands import Context, ENGINE_HELP, cli
+from sfi_cli.commands import Context, ENGINE_HELP, cli, option_group
 from sfi_cli.config.options import PROMPT, keyed_option
 from sfi_cli.errors import SfiError
 
 
-def detector_options(command):
-    """Options shared by ``detect`` and ``fill`` for choosing and tuning the cut detector."""
-    for option in reversed([
-        keyed_option("detect.detector", "Cut detector (PySceneDetect; default adaptive)"),
-        keyed_option("detect.threshold", "Detector threshold, 0 or more (default: the detector's own; lower finds more cuts)"),
-        keyed_option("detect.min_scene_len", "Shortest shot: frames (15) or time (0.5s)"),
-        keyed_option("detect.downscale", "Analyse at 1/N size; 0 = automatic"),
-    ]):
-        command = option(command)
-    return command
+# Options shared by ``detect`` and ``fill`` for choosing and tuning the cut detector.
+detector_options = option_group(
+    keyed_option("detect.detector", "Cut detector (PySceneDetect; default adaptive)"),
+    keyed_option("detect.threshold", "Detector threshold, 0 or more (default: the detector's own; lower finds more cuts)"),
+    keyed_option("detect.min_scene_len", "Shortest shot: frames (15) or time (0.5s)"),
+    keyed_option("detect.downscale", "Analyse at 1/N size; 0 = automatic"),
+)
 
 
-def length_options(command):
-    """Transition length and mode, shared by ``detect --recipe`` and ``fill``."""
-    for option in reversed([
-        keyed_option("fill.seconds", "Transition length in seconds (1.0)"),
-        click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
-        keyed_option("fill.mode", "insert: add frames at each cut; replace: overwrite frames around it"),
-        keyed_option("fill.audio", "Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
-    ]):
-        command = option(command)
-    return command
+# Transition length and mode, shared by ``detect --recipe`` and ``fill``.
+length_options = option_group(
+    keyed_option("fill.seconds", "Transition length in seconds (1.0)"),
+    click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
+    keyed_option("fill.mode", "insert: add frames at each cut; replace: overwrite frames around it"),
+    keyed_option("fill.audio", "Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
+)
 
 
-def render_options(command):
-    """Options shared by ``render`` and ``fill``."""
-    for option in reversed([
-        keyed_option("engine", ENGINE_HELP + "; for render it replaces every engine the recipe names"),
-        click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
-        click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="Also save a contact sheet PNG of all generated frames."),
-        click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-                     help="Where finished transitions are kept for resume [config work_dir; default .sfi-work beside the output]."),
-        click.option("--force", is_flag=True, help="Overwrite an existing output."),
-        click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
-        click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
-    ]):
-        command = option(command)
-    return command
+# Options shared by ``render`` and ``fill``.
+render_options = option_group(
+    keyed_option("engine", ENGINE_HELP + "; for render it replaces every engine the recipe names"),
+    click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
+    click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                 help="Also save a contact sheet PNG of all generated frames."),
+    click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                 help="Where finished transitions are kept for resume [config work_dir; default .sfi-work beside the output]."),
+    click.option("--force", is_flag=True, help="Overwrite an existing output."),
+    click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+)
 
 
 def detect_settings(config, detector, threshold, min_scene_len, downscale):
@@ -97,10 +88,10 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     """List the cuts in VIDEO (frame, timecode, score); --recipe writes a recipe to edit and render."""
     import os
 
-    from sfi_cli.timeline.fill import detect_video, recipe_header, transition_frames
+    from sfi_cli.timeline.fill import cut_notes, cut_recipe, detect_video, recipe_header, transition_frames
     from sfi_cli.media.probe import probe
     from sfi_cli.media.publish import refuse_inputs, require_writable_folder, write_text
-    from sfi_cli.timeline.recipe import cut_recipe_text
+    from sfi_cli.timeline.recipe import recipe_text
     from sfi_cli.timeline.timecode import format_rate
 
     config = obj.config
@@ -115,10 +106,11 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     if recipe is not None:
         length = transition_frames(info, config["fill.seconds"], frames)
         relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
-        text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
-                               output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}",
-                               header=recipe_header(info, detection, "sfi detect"), audio=config["fill.audio"])
-        write_text(recipe, text)
+        output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}"
+        cuts_recipe = cut_recipe(recipe, recipe.parent / relative, detection.cuts, info.frame_count, frames=length,
+                                 mode=config["fill.mode"], output=recipe.parent / output, audio=config["fill.audio"])
+        write_text(recipe, recipe_text(cuts_recipe, header=recipe_header(info, detection, "sfi detect"),
+                                       notes=cut_notes(detection.cuts), relative=True))
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]
     if as_json:
@@ -148,7 +140,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
 def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, force, as_json, quiet) -> None:
     """Render the timeline of shots and transitions described by RECIPE (TOML)."""
     from sfi_cli.media.ffmpeg import parse_rate
-    from sfi_cli.timeline.plan import make_plan
+    from sfi_cli.timeline.layout import make_plan
     from sfi_cli.timeline.recipe import load_recipe, with_engine
     from sfi_cli.render import render_plan
 

@@ -53,27 +53,6 @@ def parse_rate(value: str | int | float | Fraction) -> Fraction:
     return rate
 
 
-# Encoder arguments per container; the pixel format is the codec's usual delivery format.
-CODECS: dict[str, list[str]] = {
-    ".mp4": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
-    ".mov": ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le", "-vendor", "apl0"],
-}
-
-
-def codec_pix_fmt(suffix: str) -> str:
-    """The pixel format a container's codec is written in."""
-    args = CODECS[suffix]
-    return args[args.index("-pix_fmt") + 1]
-
-
-def encoder_args(suffix: str, crf: int, preset: str) -> list[str]:
-    """ffmpeg output options for a container, with quality settings where the codec has them."""
-    args = list(CODECS[suffix])
-    if suffix == ".mp4":
-        args += ["-crf", str(crf), "-preset", preset]
-    return args
-
-
 def ffmpeg_path(path: Path | str) -> str:
     """``path`` as ffmpeg must be given it: always a plain file (``concat:b.mp4``, ``file:x.mp4`` or
     ``-x.mp4`` name files of that name, never a protocol or an option)."""
@@ -137,17 +116,20 @@ class VideoWriter:
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         """The ffmpeg command line that reads raw frames on stdin and writes ``self.partial``."""
-        from sfi_cli.media.formats import standard_encoding
+        from sfi_cli.media import formats
 
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
         suffix = self.path.suffix.lower()
-        colour = (standard_encoding(self.pix_fmt, codec_pix_fmt(suffix), (self.width, self.height), ffmpeg)
+        codec = formats.CODEC_BY_SUFFIX[suffix]
+        pix_fmt = formats.output_pix_fmt(codec)
+        colour = (formats.standard_encoding(self.pix_fmt, pix_fmt, (self.width, self.height), ffmpeg)
                   if self.pix_fmt in RGB_DTYPES else [])
+        encoder = formats.encoder_options(codec, pix_fmt, formats.quality_for(codec, crf), preset, suffix=suffix)
         return [
             ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-s", f"{self.width}x{self.height}",
             "-framerate", rate, "-i", "pipe:0",
-            *colour, *encoder_args(suffix, crf, preset),
+            *colour, *formats.as_arguments(encoder),
             "-r", rate, ffmpeg_path(self.partial),
         ]
 

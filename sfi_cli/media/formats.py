@@ -9,6 +9,9 @@ pulsed; where zscale is missing swscale is used with ``accurate_rnd+full_chroma_
 fixes limited-range 8-bit footage but leaves full-range chroma (and 10-bit full-range luma)
 about half a level off.
 
+The codecs sfi writes are one table, ``CODECS``: their encoder, containers, pixel formats
+and quality (CRF, or ProRes profile) feed ``sfi render``/``fill`` and ``sfi interpolate`` alike.
+
 Sources deeper than 8 bits travel as 16-bit RGB (``rgb48le``, uint16 arrays), so an
 engine's in-betweens keep the source's precision; 8-bit sources as ``rgb24`` (uint8).
 """
@@ -16,9 +19,13 @@ engine's in-betweens keep the source's precision; 8-bit sources as ``rgb24`` (ui
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+
+from sfi_cli.errors import SfiError
 
 # swscale's names for the YUV matrices ffmpeg reports (zscale takes ffmpeg's own names).
 SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170m", "fcc": "fcc",
@@ -159,3 +166,78 @@ def standard_encoding(rgb: str, pix_fmt: str, size: tuple[int, int], ffmpeg: str
     tags = f"setparams=colorspace={standard}:color_primaries={standard}:color_trc={standard}:range=tv"
     return ["-vf", f"{rgb_to_yuv(rgb, standard, 'tv', pix_fmt, ffmpeg)},{tags}", "-colorspace", standard,
             "-color_primaries", standard, "-color_trc", standard, "-color_range", "tv"]
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A video codec sfi writes: its ffmpeg encoder, the containers that take it, and its quality when the
+    recipe names none (None: the config's CRF)."""
+
+    encoder: str
+    suffixes: tuple[str, ...]
+    default_quality: int | None = None
+
+
+PRORES_HQ = 3  # ProRes profiles: 0 proxy, 1 LT, 2 standard, 3 HQ, 4 4444
+CODECS = {"h264": Codec("libx264", (".mp4", ".mov", ".mkv")), "h265": Codec("libx265", (".mp4", ".mov", ".mkv")),
+          "prores": Codec("prores_ks", (".mov", ".mkv"), PRORES_HQ)}
+CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}  # a container's usual codec
+
+
+def output_codec(output: Path, wanted: str | None) -> str:
+    """The codec for ``output``: ``wanted`` if the container takes it, else the container's usual one."""
+    suffix = output.suffix.lower()
+    codec = wanted or CODEC_BY_SUFFIX.get(suffix)
+    if codec is None:
+        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv")
+    if suffix not in CODECS[codec].suffixes:
+        raise SfiError(f"codec {codec} cannot be written to '{output.name}': use {' or '.join(CODECS[codec].suffixes)}")
+    return codec
+
+
+def output_pix_fmt(codec: str, source=None) -> str:
+    """The pixel format of ``source`` (a probe ``MediaInfo``) where the codec has it, else the nearest it has
+    (ProRes is always 10-bit 4:2:2/4:4:4); without a source (pictures), the codec's usual delivery format."""
+    chroma = source.chroma if source else "420"
+    deep = bool(source and source.bit_depth > 8)
+    if codec == "prores":
+        return "yuv444p10le" if chroma == "444" else "yuv422p10le"
+    if chroma == "gray":
+        chroma = "420"
+    return f"yuv{chroma}p" + ("10le" if deep else "")
+
+
+def codec_pix_fmt(suffix: str) -> str:
+    """The pixel format pictures are written in to a container with its usual codec."""
+    return output_pix_fmt(CODEC_BY_SUFFIX[suffix])
+
+
+def quality_for(codec: str, crf: int) -> int:
+    """The quality a codec gets when nothing names one: the config's CRF, or ProRes HQ."""
+    default = CODECS[codec].default_quality
+    return crf if default is None else default
+
+
+def encoder_options(codec: str, pix_fmt: str, quality: int, preset: str, *, suffix: str, hdr=None,
+                    interlaced: bool = False) -> dict[str, object]:
+    """ffmpeg output options (name without '-': value) encoding ``pix_fmt`` with ``codec`` at ``quality``
+    (CRF, or ProRes profile; 4:4:4 takes the 4444 profile); ``hdr`` is a probe ``HdrMetadata``."""
+    if codec == "prores":
+        profile = 4 if pix_fmt.startswith("yuv444") else quality
+        return {"c:v": CODECS[codec].encoder, "profile:v": profile, "vendor": "apl0", "pix_fmt": pix_fmt}
+    options: dict[str, object] = {"c:v": CODECS[codec].encoder, "crf": quality, "preset": preset, "pix_fmt": pix_fmt}
+    params = hdr_params(codec, hdr)
+    if codec == "h265":
+        options.update({"tag:v": "hvc1", "x265-params": ":".join(["log-level=error", *params])})
+    elif params:
+        options["x264-params"] = ":".join(params)
+    if interlaced and codec == "h264":
+        options["flags"] = "+ildct+ilme"  # coded as interlaced, as the source was
+    if suffix == ".mp4":
+        options["movflags"] = "+faststart"
+    return options
+
+
+def as_arguments(options: dict[str, object]) -> list[str]:
+    """``encoder_options`` as an ffmpeg command line's words."""
+    return [word for name, value in options.items() for word in (f"-{name}", str(value))]

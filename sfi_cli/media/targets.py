@@ -22,11 +22,11 @@ from PIL import Image
 
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
-from sfi_cli.media.ffmpeg import CODECS, VideoWriter, codec_pix_fmt
-from sfi_cli.media.formats import at_depth
+from sfi_cli.media.ffmpeg import VideoWriter
+from sfi_cli.media.formats import at_depth, codec_pix_fmt
 from sfi_cli.media.publish import Publication, refuse_inputs, require_writable_folder, same_file, write_failed
 
-VIDEO_SUFFIXES = tuple(CODECS)
+VIDEO_SUFFIXES = (".mp4", ".mov")  # H.264 and ProRes 422 HQ
 MARKER = ".sfi-frames.json"  # in a folder output: the frames sfi wrote there
 _PATTERN = re.compile(r"%0?\d*d")
 

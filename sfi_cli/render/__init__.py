@@ -27,7 +27,8 @@ from sfi_cli.progress import Reporter
 from sfi_cli.render.gaps import GapMaker
 from sfi_cli.render.splice import splice
 from sfi_cli.render.workdir import GapCache, manifest_path, write_json
-from sfi_cli.timeline.plan import Plan, describe
+from sfi_cli.timeline.describe import describe
+from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
 
 WORK_DIR_NAME = ".sfi-work"

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from sfi_cli.media.targets import ContactSheet
 from sfi_cli.render.workdir import GapCache, gap_key
-from sfi_cli.timeline.plan import Gap, Plan, semfi_expert
+from sfi_cli.timeline.describe import semfi_expert
+from sfi_cli.timeline.model import Gap, Plan
 
 if TYPE_CHECKING:
     from typing import Iterator

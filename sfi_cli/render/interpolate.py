@@ -96,8 +96,7 @@ def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: R
     height, width = first.shape[:2]
     reporter.message(f"{engine.name}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
     if job.target.is_video:
-        from sfi_cli.media.ffmpeg import codec_pix_fmt
-        from sfi_cli.media.formats import even_padding, padding_warning
+        from sfi_cli.media.formats import codec_pix_fmt, even_padding, padding_warning
 
         pix_fmt = codec_pix_fmt(job.target.path.suffix.lower())
         pad = even_padding((width, height), pix_fmt)

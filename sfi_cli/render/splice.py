@@ -26,7 +26,8 @@ from sfi_cli.media import formats
 from sfi_cli.media.ffmpeg import VideoWriter, ffmpeg_path
 from sfi_cli.media.publish import Publication
 from sfi_cli.render.gaps import GapMaker, boundary_frames
-from sfi_cli.timeline.plan import AudioPiece, AudioTrack, Footage, Generated, Plan, subtitle_codec
+from sfi_cli.timeline.model import AudioPiece, AudioTrack, Footage, Generated, Plan
+from sfi_cli.timeline.subtitles import subtitle_codec
 
 if TYPE_CHECKING:
     from sfi_cli.render import RenderOptions
@@ -38,23 +39,9 @@ FADE_SECONDS = 0.01  # sound fades this fast into and out of inserted silence, s
 
 def video_options(plan: Plan) -> dict[str, object]:
     """Encoder options for the plan's codec, quality and pixel format."""
-    if plan.codec == "prores":
-        profile = 4 if plan.pix_fmt.startswith("yuv444") else plan.quality
-        return {"c:v": "prores_ks", "profile:v": profile, "vendor": "apl0", "pix_fmt": plan.pix_fmt}
-    options: dict[str, object] = {"crf": plan.quality, "preset": plan.preset, "pix_fmt": plan.pix_fmt}
     info = plan.primary.info if plan.primary else None
-    hdr = formats.hdr_params(plan.codec, info.hdr if info else None)
-    if plan.codec == "h265":
-        options.update({"c:v": "libx265", "tag:v": "hvc1", "x265-params": ":".join(["log-level=error", *hdr])})
-    else:
-        options["c:v"] = "libx264"
-        if hdr:
-            options["x264-params"] = ":".join(hdr)
-    if info and info.field_order and plan.codec == "h264":
-        options["flags"] = "+ildct+ilme"  # coded as interlaced, as the source was
-    if plan.output.suffix.lower() == ".mp4":
-        options["movflags"] = "+faststart"
-    return options
+    return formats.encoder_options(plan.codec, plan.pix_fmt, plan.quality, plan.preset, suffix=plan.output.suffix.lower(),
+                                   hdr=info.hdr if info else None, interlaced=bool(info and info.field_order))
 
 
 def _tagged(stream, plan: Plan):

@@ -1,26 +1,26 @@
 """``sfi detect`` and ``sfi fill``: cuts found in a video become a recipe, and the recipe is rendered.
 
-``fill`` is literally ``detect``, then the recipe ``detect --recipe`` would write, then
-``render``: the recipe it rendered is kept in the work folder for the editor to adjust.
+``cut_recipe`` builds the ``Recipe`` straight from the cuts; ``detect --recipe`` writes it for the
+editor (``recipe_text``), and ``fill`` renders it, keeping the same text in the work folder for the
+editor to adjust.
 """
 
 from __future__ import annotations
 
-import tomllib
 from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sfi_cli.timeline.cuts import Detection, detect_cuts
+from sfi_cli.timeline.cuts import Cut, Detection, detect_cuts
 from sfi_cli.errors import SfiError
 from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
 from sfi_cli.media.publish import make_folder, output_lock, refuse_inputs, same_file, write_text
-from sfi_cli.timeline.recipe import cut_recipe_text, parse_recipe
+from sfi_cli.timeline.recipe import OutputSpec, Recipe, ShotSpec, TransitionSpec, located, recipe_text
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
-from sfi_cli.timeline.timecode import format_rate, parse_position
+from sfi_cli.timeline.timecode import Position, format_rate, parse_position
 
 
 @dataclass
@@ -60,6 +60,26 @@ def recipe_header(info: MediaInfo, detection: Detection, command: str) -> str:
             f"Fill in each transition's prompt, then: sfi render THIS_FILE")
 
 
+def cut_notes(cuts: list[Cut]) -> list[str]:
+    """One comment per transition: the cut it is at and the detector's score."""
+    return [f"cut {number} at frame {cut.frame} ({cut.timecode})" + ("" if cut.score is None else f", score {cut.score}")
+            for number, cut in enumerate(cuts, start=1)]
+
+
+def cut_recipe(recipe: Path, video: Path, cuts: list[Cut], frame_count: int, *, frames: int, mode: str, output: Path,
+               prompt: str = "", negative_prompt: str = "", seed: int = 0, engine: str | None = None,
+               audio: str = "crossfade") -> Recipe:
+    """The recipe (to be kept at ``recipe``) joining the shots of ``video`` between ``cuts`` with one transition
+    of ``frames`` frames per cut."""
+    transition = TransitionSpec(Position(str(frames), frames=frames), prompt, negative_prompt, engine, seed, mode,
+                                where="", audio=audio)
+    bounds = [0, *(cut.frame for cut in cuts), frame_count]
+    shots = tuple(ShotSpec("video", video, parse_position(start), parse_position(stop), None, 1,
+                           transition if number < len(cuts) else None, where="")
+                  for number, (start, stop) in enumerate(zip(bounds, bounds[1:])))
+    return Recipe(recipe, shots, OutputSpec(output, None, None, "cover", None, None, None, "shots"))
+
+
 @dataclass
 class FillRequest:
     video: Path
@@ -87,7 +107,8 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
 
 def _fill(video: Path, output: Path, request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *,
           default_fps: Fraction, crf: int, preset: str) -> dict[str, Any]:
-    from sfi_cli.timeline.plan import make_plan, output_codec
+    from sfi_cli.media.formats import output_codec
+    from sfi_cli.timeline.layout import make_plan
 
     info = probe(video)
     frames = transition_frames(info, request.seconds, request.frames)
@@ -101,15 +122,16 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
         options.reporter.message(f"no cuts found in {video.name}: nothing to fill, nothing written "
                                  f"(pass --copy-if-no-cuts to write a re-encoded copy anyway)")
         return {"output": None, "cuts": [], "frames_written": 0, "dry_run": options.dry_run}
-    text = cut_recipe_text(str(video.resolve()), detection.cuts, info.frame_count, frames=frames, mode=request.mode,
-                           output=str(output.resolve()), header=recipe_header(info, detection, "sfi fill"),
-                           prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
-                           engine=request.engine, audio=request.audio)
     # The recipe is kept (dry run too) so the editor can adjust it and `sfi render` it; errors point into it.
     recipe_file = make_folder(work_dir_for(output, options.work_dir), "the work folder") / f"{output.stem}.recipe.toml"
     refuse_inputs([recipe_file], [video], "recipe")
+    recipe = cut_recipe(recipe_file, video.resolve(), detection.cuts, info.frame_count, frames=frames,
+                        mode=request.mode, output=output.resolve(), prompt=request.prompt,
+                        negative_prompt=request.negative_prompt, seed=request.seed, engine=request.engine,
+                        audio=request.audio)
+    text = recipe_text(recipe, header=recipe_header(info, detection, "sfi fill"), notes=cut_notes(detection.cuts))
     write_text(recipe_file, text)
-    recipe = parse_recipe(tomllib.loads(text), text, recipe_file)
+    recipe = located(recipe, text)
     plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
                      crf=crf, preset=preset, output=output, probed={video.resolve(): info})
     options.manifest_extra = {**options.manifest_extra, "input": str(video), "mode": request.mode,

@@ -8,33 +8,36 @@
 Everything is checked here, before any work: TOML syntax, unknown keys, types,
 positions, lengths, and that every media file exists; each complaint names the file,
 line and key. Relative paths resolve against the recipe's folder. Turning positions
-into frame numbers needs the media's frame rates and happens in ``plan``.
+into frame numbers needs the media's frame rates and happens in ``timeline.layout``.
+``recipe_text`` writes a ``Recipe`` back as TOML (``sfi detect --recipe``, ``sfi fill``) from the
+same keys, so what it writes reads back as an equal ``Recipe``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from sfi_cli.config.schema import SCHEMA, Key, check_value, expected
 from sfi_cli.errors import SfiError
+from sfi_cli.media.formats import CODECS as VIDEO_CODECS, PRORES_HQ, output_codec
 from sfi_cli.media.images import FIT_POLICIES
 from sfi_cli.timeline.timecode import Position, parse_position
 from sfi_cli.config.toml import dotted, read_toml, toml_comment, toml_string, where
 
-CODECS = ("h264", "h265", "prores")
 AUDIO = ("shots", "none")
 POSITION = Key((int, float, str), None)
 # ``quality`` is the CRF for H.264/H.265 (the config's output.crf range) and the ProRes profile for
 # ProRes: 0 proxy, 1 LT, 2 standard, 3 HQ (4444 profiles are chosen from the source, not here).
 CRF_QUALITY = replace(SCHEMA["output.crf"], default=None)
-PRORES_QUALITY = Key((int,), None, minimum=0, maximum=3)
+PRORES_QUALITY = Key((int,), None, minimum=0, maximum=PRORES_HQ)
 
 OUTPUT_KEYS = {
     "path": Key((str,), None), "fps": Key((int, float, str), None), "size": Key((str,), None),
-    "fit": Key((str,), "cover", FIT_POLICIES), "codec": Key((str,), None, CODECS), "quality": Key((int,), None),
+    "fit": Key((str,), "cover", FIT_POLICIES), "codec": Key((str,), None, tuple(VIDEO_CODECS)), "quality": Key((int,), None),
     "preset": replace(SCHEMA["output.preset"], default=None), "audio": Key((str,), "shots", AUDIO),
 }
 TRANSITION_KEYS = {
@@ -61,7 +64,7 @@ class TransitionSpec:
     engine: str | None  # None: the command line's / config's engine
     seed: int
     mode: str
-    where: str
+    where: str = field(compare=False)  # file:line of its length, for messages (not part of its value)
     audio: str = "crossfade"  # under an inserted transition: the two sides' sound crossfaded, or silence
 
 
@@ -74,7 +77,7 @@ class ShotSpec:
     duration: Position | None
     slowmo: int
     transition: TransitionSpec | None
-    where: str
+    where: str = field(compare=False)  # file:line of its [[shot]]
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class OutputSpec:
 @dataclass(frozen=True)
 class Recipe:
     path: Path
-    shots: list[ShotSpec]
+    shots: tuple[ShotSpec, ...]
     output: OutputSpec
 
 
@@ -154,7 +157,7 @@ def parse_recipe(data: dict[str, Any], text: str, path: Path, output_override: P
     shots_data = data.get("shot")
     if not shots_data:
         raise SfiError(f"{path}: the recipe has no [[shot]]; add at least one shot")
-    shots = [_shot(reader, shot, index, defaults) for index, shot in enumerate(shots_data)]
+    shots = tuple(_shot(reader, shot, index, defaults) for index, shot in enumerate(shots_data))
     if shots[-1].transition is not None:
         raise reader.fail(("shot", len(shots) - 1, "transition"),
                           "the last shot has a transition but no shot follows it; remove it or add a shot")
@@ -184,8 +187,6 @@ def _output(reader: _Reader, data: Any, override: Path | None) -> OutputSpec:
 
 def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | None) -> None:
     """``quality`` must suit the codec the output will get (CRF 0-51, or a ProRes profile 0-3)."""
-    from sfi_cli.timeline.plan import output_codec
-
     codec = output_codec(output, codec)
     key = PRORES_QUALITY if codec == "prores" else CRF_QUALITY
     problem = check_value(key, quality)
@@ -196,8 +197,8 @@ def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | Non
 
 def with_engine(recipe: Recipe, engine: str) -> Recipe:
     """``recipe`` with every transition made by ``engine`` (``render --engine`` wins over the recipe)."""
-    shots = [shot if shot.transition is None else replace(shot, transition=replace(shot.transition, engine=engine))
-             for shot in recipe.shots]
+    shots = tuple(shot if shot.transition is None else replace(shot, transition=replace(shot.transition, engine=engine))
+                  for shot in recipe.shots)
     return replace(recipe, shots=shots)
 
 
@@ -262,30 +263,87 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
                               ("frames",) if "frames" in merged else ("seconds",))), merged.get("audio", "crossfade"))
 
 
-def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mode: str, output: str,
-                    header: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
-                    engine: str | None = None, audio: str = "crossfade") -> str:
-    """A recipe joining the shots between ``cuts`` (``detect.Cut``s) with one transition per cut.
+# Transition settings written once in [defaults] when every transition agrees; each transition keeps its
+# own length and prompt (the editor fills in prompts one by one).
+SHARED_TRANSITION_KEYS = ("mode", "seed", "audio", "engine", "negative_prompt")
+KEY_NOTES = {"mode": "insert: add frames at each cut; replace: overwrite frames around it",
+             "audio": "under inserted transitions: crossfade (both sides' sound) or silence"}
 
-    This is what ``sfi detect --recipe`` writes for the editor to fill in, and what
-    ``sfi fill`` renders.
-    """
-    defaults = [f"mode = {toml_string(mode)}  # insert: add frames at each cut; replace: overwrite frames around it",
-                f"seed = {seed}",
-                f"audio = {toml_string(audio)}  # under inserted transitions: crossfade (both sides' sound) or silence"]
-    if engine:
-        defaults.append(f"engine = {toml_string(engine)}")
-    if negative_prompt:
-        defaults.append(f"negative_prompt = {toml_string(negative_prompt)}")
+
+def recipe_text(recipe: Recipe, *, header: str = "", notes: Sequence[str] = (), relative: bool = False) -> str:
+    """``recipe`` as TOML that ``parse_recipe`` reads back as an equal ``Recipe``: ``header`` and ``notes`` (one
+    per transition, e.g. the cut it is at) become comments; media and output paths are written relative to
+    the recipe's folder when ``relative``, else as they are."""
+    folder = recipe.path.parent
+    transitions = [shot.transition for shot in recipe.shots if shot.transition]
+    values = [_transition_values(transition) for transition in transitions]
+    shared = {key: values[0][key] for key in SHARED_TRANSITION_KEYS
+              if values and all(v[key] == values[0][key] for v in values)}
     lines = [*map(toml_comment, header.splitlines()),
              "# Positions are frame numbers; 'out' is the first frame NOT in the shot.", "",
-             "[output]", f"path = {toml_string(output)}", "", "[defaults]", *defaults]
-    bounds = [0, *(cut.frame for cut in cuts), frame_count]
-    for index, (start, stop) in enumerate(zip(bounds, bounds[1:])):
-        lines += ["", "[[shot]]", f"video = {toml_string(video)}", f"in = {start}", f"out = {stop}"]
-        if index < len(cuts):
-            cut = cuts[index]
-            score = "" if cut.score is None else f", score {cut.score}"
-            lines += ["", f"# cut {index + 1} at frame {cut.frame} ({cut.timecode}){score}", "[shot.transition]",
-                      f"frames = {frames}", f"prompt = {toml_string(prompt)}"]
+             "[output]", *_output_lines(recipe.output, folder, relative)]
+    if any(_written(value) for value in shared.values()):
+        lines += ["", "[defaults]", *(_key_line(key, value) for key, value in shared.items() if _written(value))]
+    numbered = iter(zip(values, [*notes, *[""] * len(values)]))
+    for shot in recipe.shots:
+        lines += ["", "[[shot]]", f"{shot.kind} = {toml_string(_path_text(shot.path, folder, relative))}"]
+        lines += [f"{name} = {_position_text(position)}" for name, position in
+                  (("in", shot.start), ("out", shot.stop), ("duration", shot.duration)) if position is not None]
+        if shot.slowmo != 1:
+            lines.append(f"slowmo = {shot.slowmo}")
+        if shot.transition:
+            own, note = next(numbered)
+            length = shot.transition.length
+            lines += ["", *([toml_comment(note)] if note else []), "[shot.transition]",
+                      f"frames = {length.frames}" if length.frames is not None else f"seconds = {length.text[:-1]}",
+                      f"prompt = {toml_string(shot.transition.prompt)}",
+                      *(_key_line(key, value) for key, value in own.items() if key not in shared and _written(value))]
     return "\n".join(lines) + "\n"
+
+
+def located(recipe: Recipe, text: str) -> Recipe:
+    """``recipe`` with every message location (``where``) pointing into ``text``, its file as
+    ``recipe_text`` wrote it, so errors found later name the line, as for a recipe read from disk."""
+    shots = []
+    for index, shot in enumerate(recipe.shots):
+        transition = shot.transition
+        if transition is not None:
+            length = "frames" if transition.length.frames is not None else "seconds"
+            transition = replace(transition, where=where(recipe.path, text, ("shot", index, "transition", length)))
+        shots.append(replace(shot, transition=transition, where=where(recipe.path, text, ("shot", index))))
+    return replace(recipe, shots=tuple(shots))
+
+
+def _transition_values(transition: TransitionSpec) -> dict[str, Any]:
+    return {key: getattr(transition, key) for key in SHARED_TRANSITION_KEYS}
+
+
+def _written(value: Any) -> bool:
+    """Whether a setting is written at all (None and "" are what an absent key means)."""
+    return value is not None and value != ""
+
+
+def _key_line(key: str, value: Any) -> str:
+    text = toml_string(value) if isinstance(value, str) else str(value)
+    return f"{key} = {text}" + (f"  # {KEY_NOTES[key]}" if key in KEY_NOTES else "")
+
+
+def _path_text(path: Path, folder: Path, relative: bool) -> str:
+    return os.path.relpath(path, folder) if relative else str(path)
+
+
+def _position_text(position: Position) -> str:
+    """A position as TOML that parses back to it: a bare number where its text is one, else a string."""
+    text = position.text
+    return text if text.replace(".", "", 1).isdigit() else toml_string(text)
+
+
+def _output_lines(output: OutputSpec, folder: Path, relative: bool) -> list[str]:
+    values = {"path": _path_text(output.path, folder, relative) if output.path else None,
+              "fps": f"{output.fps.numerator}/{output.fps.denominator}" if output.fps else None,
+              "size": f"{output.size[0]}x{output.size[1]}" if output.size else None,
+              "fit": output.fit if output.fit != OUTPUT_KEYS["fit"].default else None, "codec": output.codec,
+              "quality": output.quality, "preset": output.preset,
+              "audio": output.audio if output.audio != OUTPUT_KEYS["audio"].default else None}
+    return [f"{key} = {toml_string(value) if isinstance(value, str) else value}"
+            for key, value in values.items() if value is not None]
