@@ -1,0 +1,2 @@
+"""Media I/O: ffmpeg discovery and processes, probing, pixel formats and codecs, readers, images, safe
+publication of files, and the outputs ``sfi interpolate`` writes."""
