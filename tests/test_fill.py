@@ -175,7 +175,7 @@ def test_variable_frame_rate_becomes_constant(tmp_path, ffmpeg_exe, sfi):
     (["{clip}", "-o", "{out}", "--frames", "40", "--mode", "replace"], "longer than the shot it replaces into"),
     (["{clip}", "-o", "{out}", "--detector", "nope"], "'nope' is not one of"),
     (["{clip}", "-o", "{out}", "--min-scene-len", "12:xx"], "bad timecode"),
-    (["{clip}", "-o", "{clip}"], "is the input video"),
+    (["{clip}", "-o", "{clip}"], "is also an input"),
     (["{clip}", "-o", "{tmp}/no/such/folder/out.mp4"], "does not exist"),
     (["{clip}", "-o", "{tmp}/out.avi"], "must end in .mp4, .mov or .mkv"),
     (["{clip}", "-o", "{existing}"], "already exists; pass --force"),

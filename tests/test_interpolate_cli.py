@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -110,7 +111,7 @@ def test_failed_write_leaves_no_file(tmp_path, ffmpeg_exe):
         raise RuntimeError("engine died")
 
     for output in ("out.mp4", "frames", "shot_%03d.png"):
-        target = parse_target(str(tmp_path / output), inputs=[])
+        target = parse_target(str(tmp_path / output))
         with pytest.raises(RuntimeError), Publication() as results:
             write_frames(target, frames_then_crash(), results, fps=Fraction(24), ffmpeg=ffmpeg_exe, crf=18,
                          preset="ultrafast")
@@ -132,6 +133,8 @@ def _bad_inputs(tmp_path, image_pair):
     huge = tmp_path / "huge.png"
     Image.new("RGB", (16385, 2)).save(huge)
     out = tmp_path / "out.mp4"
+    first_as_video = tmp_path / "a.mp4"  # a video output that is the first image by another name
+    os.link(first, first_as_video)
     return {
         "missing file": ([tmp_path / "nope.png", last, "-n", "3", "-o", out], "does not exist"),
         "not an image": ([not_image, last, "-n", "3", "-o", out], "not an image"),
@@ -140,7 +143,7 @@ def _bad_inputs(tmp_path, image_pair):
         "negative frames": ([first, last, "-n", "-4", "-o", out], "1 or more"),
         "non-integer frames": ([first, last, "-n", "2.5", "-o", out], "not a valid integer"),
         "missing output folder": ([first, last, "-n", "3", "-o", tmp_path / "no" / "out.mp4"], "does not exist"),
-        "output equals input": ([first, last, "-n", "3", "-o", first, "--force"], "also an input"),
+        "output equals input": ([first, last, "-n", "3", "-o", first_as_video, "--force"], "also an input"),
         "unknown engine": ([first, last, "-n", "3", "-o", out, "--engine", "magic"],
                            "--engine (config 'engine') must be one of auto, crossfade, flow, semfi, got 'magic'"),
         "unknown extension": ([first, last, "-n", "3", "-o", tmp_path / "out.avi"], "unknown output extension"),
@@ -197,7 +200,7 @@ def test_help_imports_no_heavy_library():
 
 def test_validation_rejects_pattern_without_number():
     with pytest.raises(SfiError):
-        parse_target("frames/%s.png", inputs=[])
+        parse_target("frames/%s.png")
 
 
 def test_many_new_frames_stream_in_flat_memory(tmp_path, ffmpeg_exe):

@@ -95,6 +95,8 @@ def test_good_recipe_plans(project, sfi):
     ('fps = 25', 'fps = 25\nquality = 52', "'output.quality' (the h264 CRF) must be an integer from 0 to 51, got 52", 4),
     ('fps = 25', 'fps = 25\nquality = -1\ncodec = "h265"', "(the h265 CRF) must be an integer from 0 to 51, got -1", 4),
     ('path = "out.mp4"', 'path = "out.mov"\nquality = 4', "'output.quality' (the ProRes profile) must be an integer from 0 to 3, got 4", 3),
+    ('path = "out.mp4"', 'path = "out.avi"\nquality = 20', "out.avi' must end in .mp4, .mov or .mkv", 2),
+    ('path = "out.mp4"', 'path = "out.mp4"\ncodec = "prores"\nquality = 3', "codec prores cannot be written to 'out.mp4'", 2),
     ('fps = 25', 'fps = 25\npreset = "fastest"', "'output.preset' must be one of ultrafast, superfast", 4),
     ('fps = 25', 'fps = 25\nsize = "100000x100000"', "size 100000x100000 is too large: sfi works on frames of at most 16384", 4),
     ('prompt = "a"', 'prompt = "a"\nengine = "magic"',
@@ -177,7 +179,9 @@ def test_render_engine_replaces_the_engines_a_recipe_names(project, sfi):
     gaps = [line for line in result.stdout.splitlines() if line.strip().startswith("gap ")]
     assert len(gaps) == 2 and all("engine crossfade" in line for line in gaps), result.stdout
     kept = sfi("render", recipe, "--dry-run")  # without --engine the recipe's own engine stands
-    assert kept.code == 0 and all("engine flow" in line for line in kept.stdout.splitlines() if line.strip().startswith("gap "))
+    assert kept.code == 0, kept.stderr
+    gaps = [line for line in kept.stdout.splitlines() if line.strip().startswith("gap ")]
+    assert len(gaps) == 2 and all("engine flow" in line for line in gaps), kept.stdout
 
 
 def test_too_large_image_shot_is_refused_before_any_work(project, sfi):

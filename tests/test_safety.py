@@ -136,7 +136,7 @@ def test_fill_output_that_is_the_input_by_another_name_is_refused(tmp_path, ffmp
     other = tmp_path / "other.mp4"
     os.link(video, other) if link == "hardlink" else other.symlink_to(video)
     before = snapshot(tmp_path)
-    one_error(sfi("fill", video, "-o", other, "--force", "--engine", "crossfade"), "is the input video")
+    one_error(sfi("fill", video, "-o", other, "--force", "--engine", "crossfade"), "is also an input")
     assert snapshot(tmp_path) == before and not partials(tmp_path)
 
 

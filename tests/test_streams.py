@@ -8,7 +8,6 @@ the video puts it (later by the transition frames inserted before it).
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
 import numpy as np
 import pytest

@@ -179,3 +179,35 @@ def test_plan_of_stills_is_immutable(tmp_path):
     assert (plan.total_frames, plan.size, plan.pix_fmt, plan.audio) == (25, (64, 36), "yuv420p", ())
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.segments = ()
+
+
+def test_a_turned_anamorphic_first_video_gives_its_shown_pixel_aspect_and_every_other_shape_is_warned(tmp_path):
+    """4:3 pixels turned a quarter show as 3:4: a clip stored with the same 4:3 pixels (not turned) and a
+    square-pixel image are other shapes, rescaled into 3:4 and warned about, naming the output's 3:4."""
+    from sfi_cli.media.readers import VideoReader
+
+    Image.new("RGB", (36, 64)).save(tmp_path / "still.png")
+    infos = {}
+    for name, rotation in (("turned.mp4", 90), ("level.mp4", 0)):
+        (tmp_path / name).write_bytes(b"")  # never probed: the facts below stand for the file
+        infos[name] = dataclasses.replace(video(str(tmp_path / name)).info, rotation=rotation, sar=Fraction(4, 3))
+    (tmp_path / "r.toml").write_text('[output]\npath = "out.mp4"\nfps = 24\n\n[[shot]]\nvideo = "turned.mp4"\nout = 10\n\n'
+                                     '[[shot]]\nvideo = "level.mp4"\nout = 10\n\n[[shot]]\nimage = "still.png"\nduration = 5\n')
+    plan = make_plan(load_recipe(tmp_path / "r.toml"), engine="auto", engine_settings={}, default_fps=Fraction(24),
+                     crf=18, preset="medium", probed={info.path.resolve(): info for info in infos.values()})
+    assert plan.sar == Fraction(3, 4) and plan.size == (36, 64)
+    shapes = [w for w in plan.warnings if "pixel aspect" in w]
+    assert sorted(shapes) == ["'level.mp4' has pixel aspect 4:3, the output 3:4 (from 'turned.mp4'): it is fitted by "
+                              "its display aspect", "'still.png' has pixel aspect 1:1, the output 3:4 (from "
+                              "'turned.mp4'): it is fitted by its display aspect"], plan.warnings
+    rescaled = {name: any("setsar=1" in f for f in VideoReader(
+        info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt, keep_rotation=plan.keep_rotation,
+        ffmpeg="ffmpeg", sar=plan.sar).picture_filters) for name, info in infos.items()}
+    assert rescaled == {"turned.mp4": False, "level.mp4": True}  # the reader rescales exactly what is warned about
+
+
+
+@pytest.mark.parametrize("space, matrix", [("bt709", "bt709"), ("bt2020nc", "bt2020nc"), (None, "smpte170m"),
+                                           ("gbr", "smpte170m")])
+def test_a_videos_matrix_is_its_tag_where_the_scalers_know_it_else_bt601(space, matrix):
+    assert dataclasses.replace(video().info, color=ColorTags(space=space)).matrix == matrix

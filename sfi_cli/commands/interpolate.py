@@ -69,7 +69,7 @@ def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str,
     config = obj.config
     config.override(engine=engine, output__fps=fps, output__fit=fit, **{f"engines__semfi__{k}": v for k, v in semfi.items()})
     job = InterpolateJob(
-        first=first, last=last, frames=frames, target=parse_target(output, [first, last]), engine=config["engine"],
+        first=first, last=last, frames=frames, target=parse_target(output), engine=config["engine"],
         prompt=prompt, seed=seed, size=parse_size(size) if size else None, fit=config["output.fit"],
         include_ends=include_ends, fps=parse_rate(config["output.fps"]), sheet=sheet, force=force,
         engine_settings=config.engine_settings(),

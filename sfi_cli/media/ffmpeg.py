@@ -19,6 +19,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from sfi_cli.errors import SfiError
+from sfi_cli.media import formats
+from sfi_cli.media.formats import RGB_DTYPES
 from sfi_cli.media.publish import Publication
 
 FFMPEG_ENV = "SFI_FFMPEG"
@@ -59,16 +61,13 @@ def ffmpeg_path(path: Path | str) -> str:
     return "file:" + os.path.abspath(path)
 
 
-# Frame layouts that come out as HxWx3 arrays (16-bit RGB for deep footage); any other ffmpeg
-# pixel format (yuv420p, yuv422p10le, ...) travels as a flat uint8 array of one frame's bytes.
-RGB_DTYPES: dict[str, type] = {"rgb24": np.uint8, "bgr24": np.uint8, "rgb48le": np.uint16}
 PIPE_BYTES = 1 << 20  # bigger pipe buffers: a 1080p frame in 6 syscalls instead of 100
 
 
 def raw_frame_size(pix_fmt: str, width: int, height: int) -> int:
     """Bytes of one raw frame of ``pix_fmt`` at ``width`` x ``height`` as ffmpeg's rawvideo carries it."""
     if pix_fmt in RGB_DTYPES:
-        return width * height * 3 * np.dtype(RGB_DTYPES[pix_fmt]).itemsize
+        return width * height * 3 * RGB_DTYPES[pix_fmt].itemsize
     import av
 
     video_format = av.VideoFormat(pix_fmt, width, height)
@@ -116,8 +115,6 @@ class VideoWriter:
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         """The ffmpeg command line that reads raw frames on stdin and writes ``self.partial``."""
-        from sfi_cli.media import formats
-
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
         suffix = self.path.suffix.lower()
         codec = formats.CODEC_BY_SUFFIX[suffix]
@@ -135,7 +132,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         if self.pix_fmt in RGB_DTYPES:
-            dtype = np.dtype(RGB_DTYPES[self.pix_fmt])
+            dtype = RGB_DTYPES[self.pix_fmt]
             if frame.shape != (self.height, self.width, 3) or frame.dtype != dtype:
                 raise ValueError(f"frame {frame.shape} {frame.dtype} does not match {self.width}x{self.height} {dtype} RGB")
         elif frame.nbytes != self.frame_bytes:
@@ -273,7 +270,7 @@ class FrameStream:
         self.process, self.failed, self.closed = process, failed, False
         width, height = size
         self.frame_bytes = raw_frame_size(pix_fmt, width, height)
-        self.dtype = np.dtype(RGB_DTYPES.get(pix_fmt, np.uint8))
+        self.dtype = RGB_DTYPES.get(pix_fmt, np.dtype(np.uint8))
         self.shape = (height, width, 3) if pix_fmt in RGB_DTYPES else (self.frame_bytes,)
         widen_pipe(process.stdout)
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -31,12 +33,15 @@ from sfi_cli.errors import SfiError
 SWSCALE_MATRICES = {"bt709": "bt709", "bt470bg": "bt470", "smpte170m": "smpte170m", "fcc": "fcc",
                     "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
 UNTAGGED_MATRIX = "smpte170m"  # what ffmpeg assumes for a video that does not say (BT.601)
-RGB_FORMATS = {np.dtype(np.uint8): "rgb24", np.dtype(np.uint16): "rgb48le"}
+# Frame layouts that travel as HxWx3 arrays, with their array type; any other ffmpeg pixel format
+# (yuv420p, yuv422p10le, ...) travels as a flat uint8 array of one frame's bytes.
+RGB_DTYPES = {"rgb24": np.dtype(np.uint8), "bgr24": np.dtype(np.uint8), "rgb48le": np.dtype(np.uint16)}
+RGB_FORMATS = {RGB_DTYPES[name]: name for name in ("rgb24", "rgb48le")}  # the engines' RGB, by array type
 
 
 def rgb_format(bit_depth: int) -> str:
     """The RGB layout engines get for footage of ``bit_depth`` bits."""
-    return "rgb48le" if bit_depth > 8 else "rgb24"
+    return RGB_FORMATS[np.dtype(np.uint16 if bit_depth > 8 else np.uint8)]
 
 
 def rgb_format_of(frame: np.ndarray) -> str:
@@ -99,19 +104,29 @@ def even_padding(size: tuple[int, int], pix_fmt: str) -> tuple[int, int]:
             height % 2 if pix_fmt.startswith("yuv420") else 0)
 
 
+@lru_cache(maxsize=16)
+def _plane_padding(pix_fmt: str, picture: tuple[int, int], size: tuple[int, int]):
+    """The sample type of ``pix_fmt`` and, per plane, its (height, width) at ``picture`` size and the rows and
+    columns it gains at ``size``: worked out once, not for every frame of odd-sized footage."""
+    import av
+
+    inner, outer = av.VideoFormat(pix_fmt, *picture).components, av.VideoFormat(pix_fmt, *size).components
+    dtype = np.dtype(np.uint16 if any(c.bits > 8 for c in inner) else np.uint8)
+    return dtype, tuple(((i.height, i.width), ((0, o.height - i.height), (0, o.width - i.width)))
+                        for i, o in zip(inner, outer))
+
+
 def pad_frame(frame: np.ndarray, pix_fmt: str, picture: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """A flat raw planar frame of ``picture`` size grown to ``size`` by repeating each plane's right column and
     bottom row. Done here, plane by plane, because ffmpeg's pad filter drops the last column of an odd-width
     4:2:0 picture."""
-    import av
-
-    dtype = np.dtype(np.uint16 if any(c.bits > 8 for c in av.VideoFormat(pix_fmt, *picture).components) else np.uint8)
-    samples, planes, offset = frame.view(dtype), [], 0
-    for inner, outer in zip(av.VideoFormat(pix_fmt, *picture).components, av.VideoFormat(pix_fmt, *size).components):
-        plane = samples[offset:offset + inner.width * inner.height].reshape(inner.height, inner.width)
-        offset += inner.width * inner.height
-        planes.append(np.pad(plane, ((0, outer.height - inner.height), (0, outer.width - inner.width)), mode="edge").ravel())
-    return np.concatenate(planes).view(np.uint8)
+    dtype, planes = _plane_padding(pix_fmt, tuple(picture), tuple(size))
+    samples, padded, offset = frame.view(dtype), [], 0
+    for (height, width), padding in planes:
+        plane = samples[offset:offset + height * width].reshape(height, width)
+        offset += height * width
+        padded.append(np.pad(plane, padding, mode="edge").ravel())
+    return np.concatenate(padded).view(np.uint8)
 
 
 def padding_warning(size: tuple[int, int], pad: tuple[int, int], codec: str) -> str:
@@ -119,8 +134,10 @@ def padding_warning(size: tuple[int, int], pad: tuple[int, int], codec: str) -> 
             f"{size[0] + pad[0]}x{size[1] + pad[1]}, its last column/row repeated (crop it off to get the source size back)")
 
 
-def picture_warnings(size: tuple[int, int], pad: tuple[int, int], pix_fmt: str, codec: str, primary, infos) -> list[str]:
-    """What the output cannot keep exactly as the sources have it (``primary``: the first video's MediaInfo)."""
+def picture_warnings(size: tuple[int, int], pad: tuple[int, int], pix_fmt: str, codec: str, primary, infos, *,
+                     keep_rotation: bool = False, images: Sequence[Path] = ()) -> list[str]:
+    """What the output cannot keep exactly as the sources have it (``primary``: the first video's MediaInfo;
+    ``infos``: every video's; ``images``: the image files, whose pixels are square)."""
     warnings = [padding_warning(size, pad, f"{codec} {pix_fmt}")] if any(pad) else []
     if primary is None:
         return warnings
@@ -131,9 +148,12 @@ def picture_warnings(size: tuple[int, int], pad: tuple[int, int], pix_fmt: str, 
     if primary.hdr and codec == "prores":
         warnings.append(f"'{name}' carries HDR10 metadata (mastering display, content light level) that this ffmpeg "
                         f"cannot write into ProRes: the output lacks it; use codec h264 or h265 to keep it")
-    warnings += [f"'{info.path.name}' has pixel aspect {info.sar.numerator}:{info.sar.denominator}, the output "
-                 f"{primary.sar.numerator}:{primary.sar.denominator} (from '{name}'): it is fitted by its display aspect"
-                 for info in infos if info.sar != primary.sar]
+    sar = primary.display_sar(keep_rotation)
+    shapes = [*((info.path.name, info.display_sar(keep_rotation)) for info in infos),
+              *((image.name, Fraction(1)) for image in images)]
+    warnings += [f"'{other}' has pixel aspect {shape.numerator}:{shape.denominator}, the output "
+                 f"{sar.numerator}:{sar.denominator} (from '{name}'): it is fitted by its display aspect"
+                 for other, shape in shapes if shape != sar]
     return warnings
 
 

@@ -19,13 +19,14 @@ FIT_POLICIES = ("cover", "contain", "stretch")
 # would run a normal machine out of memory part-way instead of failing at the start.
 MAX_SIDE = 16384
 MAX_PIXELS = 8192 * 8192  # 67 Mpx: twice 8K UHD
+SIZE_LIMIT = (f"sfi works on frames of at most {MAX_SIDE} pixels a side and {MAX_PIXELS // 1_000_000} Mpx "
+              f"(8192x8192); scale it down first")
 
 
 def check_frame_size(width: int, height: int, what: str) -> None:
     """Refuse a frame size that cannot be worked on in memory, naming the limit."""
     if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
-        raise SfiError(f"{what} {width}x{height} is too large: sfi works on frames of at most {MAX_SIDE} pixels a side "
-                       f"and {MAX_PIXELS // 1_000_000} Mpx (8192x8192); scale it down first")
+        raise SfiError(f"{what} {width}x{height} is too large: {SIZE_LIMIT}")
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -41,8 +42,7 @@ def load_image(path: Path) -> np.ndarray:
             image = ImageOps.exif_transpose(image)
             return to_rgb8(image)
     except Image.DecompressionBombError as error:
-        raise SfiError(f"image '{path}' is too large ({error}); sfi works on frames of at most {MAX_SIDE} pixels "
-                       f"a side and {MAX_PIXELS // 1_000_000} Mpx (8192x8192); scale it down first") from None
+        raise SfiError(f"image '{path}' is too large ({error}); {SIZE_LIMIT}") from None
     except UnidentifiedImageError:
         raise SfiError(f"input '{path}' is not an image Pillow can read (PNG, JPEG, TIFF, WebP, ...)") from None
     except (OSError, SyntaxError, ValueError) as error:

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from sfi_cli.errors import SfiError, require_input_file
+from sfi_cli.media.formats import SWSCALE_MATRICES, UNTAGGED_MATRIX
 
 # AVColorRange / AVColorPrimaries / AVColorTransferCharacteristic / AVColorSpace values
 # (stable in FFmpeg's ABI) as the names ffmpeg's options take.
@@ -123,6 +124,17 @@ class MediaInfo:
     def color_range(self) -> str:
         """"tv" or "pc": as tagged, full range for yuvj formats, else tv."""
         return self.color.range or ("pc" if self.pix_fmt.startswith("yuvj") else "tv")
+
+    @property
+    def matrix(self) -> str:
+        """The YUV matrix its pictures are read with: as tagged where ffmpeg's scalers know it, else BT.601
+        (what ffmpeg assumes for a video that does not say)."""
+        space = self.color.space
+        return space if space in SWSCALE_MATRICES else UNTAGGED_MATRIX
+
+    def display_sar(self, keep_rotation: bool) -> Fraction:
+        """The pixel aspect as shown: a quarter turn applied (not kept as a display matrix) inverts it."""
+        return 1 / self.sar if self.rotation % 180 and not keep_rotation else self.sar
 
     @property
     def duration(self) -> Fraction:

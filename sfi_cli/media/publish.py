@@ -108,8 +108,13 @@ def make_folder(folder: Path, what: str) -> Path:
     return Path(folder)
 
 
-def write_failed(final: Path, error: OSError) -> SfiError:
-    return SfiError(f"cannot write '{final}': {error.strerror or error}; check the folder and free space")
+@contextmanager
+def writing(final: Path) -> Iterator[None]:
+    """Around writing (or renaming onto) ``final``: a failure of the file system becomes one error naming it."""
+    try:
+        yield
+    except OSError as error:
+        raise SfiError(f"cannot write '{final}': {error.strerror or error}; check the folder and free space") from None
 
 
 class Publication:
@@ -134,10 +139,8 @@ class Publication:
         temporary = temporary_path(final)
         _remove(temporary)
         if folder:
-            try:
+            with writing(final):
                 temporary.mkdir()
-            except OSError as error:
-                raise write_failed(final, error) from None
         self.staged.append((temporary, final))
         return temporary
 
@@ -147,10 +150,11 @@ class Publication:
     def publish(self) -> None:
         try:
             for temporary, final in self.staged:
-                os.replace(temporary, final)  # never onto a folder with files: that fails, it deletes nothing
-        except OSError as error:
+                with writing(final):
+                    os.replace(temporary, final)  # never onto a folder with files: that fails, it deletes nothing
+        except SfiError:
             self.discard()
-            raise write_failed(final, error) from None
+            raise
         self.staged.clear()
         for path in self.retired:
             _remove(path)
@@ -176,10 +180,8 @@ def write_text(final: Path, text: str) -> None:
     """Publish a small text file (recipe, manifest) in one step."""
     with Publication() as results:
         temporary = results.stage(final)
-        try:
+        with writing(final):
             temporary.write_text(text, encoding="utf-8")
-        except OSError as error:
-            raise write_failed(final, error) from None
 
 
 def lock_path(output: Path) -> Path:

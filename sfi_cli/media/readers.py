@@ -17,8 +17,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.media.ffmpeg import CAN_MOVE_FRAMES, RGB_DTYPES, VideoWriter, convert_frames, decode_frames
-from sfi_cli.media.formats import at_depth, pad_frame
+from sfi_cli.media.ffmpeg import CAN_MOVE_FRAMES, VideoWriter, convert_frames, decode_frames
+from sfi_cli.media.formats import RGB_DTYPES, at_depth, pad_frame
 from sfi_cli.media.probe import MediaInfo
 
 
@@ -61,7 +61,7 @@ class VideoReader:
         self.keep_rotation = keep_rotation
         self.decoder_args = list(decoder_args)
         stored = (info.width, info.height) if keep_rotation else info.display_size
-        source_sar = 1 / info.sar if info.rotation % 180 and not keep_rotation else info.sar
+        source_sar = info.display_sar(keep_rotation)
         aspect_filter = None
         if sar is not None and source_sar != sar:  # into the output's pixel shape first
             stored = (max(1, round(stored[0] * source_sar / sar)), stored[1])

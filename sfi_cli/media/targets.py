@@ -23,8 +23,8 @@ from PIL import Image
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.media.ffmpeg import VideoWriter
-from sfi_cli.media.formats import at_depth, codec_pix_fmt
-from sfi_cli.media.publish import Publication, refuse_inputs, require_writable_folder, same_file, write_failed
+from sfi_cli.media.formats import at_depth, codec_pix_fmt, even_padding
+from sfi_cli.media.publish import Publication, refuse_inputs, require_writable_folder, same_file, writing
 
 VIDEO_SUFFIXES = (".mp4", ".mov")  # H.264 and ProRes 422 HQ
 MARKER = ".sfi-frames.json"  # in a folder output: the frames sfi wrote there
@@ -50,13 +50,12 @@ class OutputTarget:
         return (root or self.path) / f"frame_{index + 1:05d}.png"
 
 
-def parse_target(text: str, inputs: Iterable[Path]) -> OutputTarget:
-    """Classify an output argument by its form, refusing one that names an input."""
+def parse_target(text: str) -> OutputTarget:
+    """Classify an output argument by its form (``check_target`` refuses one that names an input)."""
     path = Path(text)
     if os.path.basename(text.rstrip("/" + os.sep)) in ("", ".", ".."):
         raise SfiError(f"output '{text}' names no file or folder of its own; give a new folder (e.g. -o frames/), "
                        f"a video (out.mp4) or a pattern (frames/%04d.png)")
-    refuse_inputs([path], inputs)
     suffix = path.suffix.lower()
     if _PATTERN.search(path.name):
         if suffix != ".png":
@@ -130,8 +129,6 @@ def check_sheet(sheet: Path, force: bool, inputs: Iterable[Path], outputs: Itera
 
 def even_size(frame: np.ndarray, pix_fmt: str) -> np.ndarray:
     """Pad the dimensions ``pix_fmt`` needs even by repeating the last row/column (never resampled)."""
-    from sfi_cli.media.formats import even_padding
-
     pad_x, pad_y = even_padding((frame.shape[1], frame.shape[0]), pix_fmt)
     if not (pad_x or pad_y):
         return frame
@@ -187,19 +184,15 @@ def _write_pngs(frames: Iterator[np.ndarray], where) -> int:
 
 
 def _save_png(frame: np.ndarray, path: Path) -> None:
-    try:
+    with writing(path):
         Image.fromarray(frame).save(path, format="PNG", compress_level=3)
-    except OSError as error:
-        raise write_failed(path, error) from None
 
 
 def _write_marker(path: Path, count: int, target: OutputTarget) -> None:
     """The list of frames this output holds, so a later ``--force`` replaces exactly those."""
     names = [target.frame_path(index).name for index in range(count)]
-    try:
+    with writing(path):
         path.write_text(json.dumps({"sfi": __version__, "files": names}) + "\n")
-    except OSError as error:
-        raise write_failed(path, error) from None
 
 
 MAX_THUMBNAILS = 256  # 32 rows of 8: a sheet stays a few MB however long the result
@@ -251,7 +244,5 @@ class ContactSheet:
             sheet.paste(thumbnail, (x, y))
             draw.text((x + 4, y + 2), str(number), fill=(255, 255, 0))
         partial = results.stage(path)
-        try:
+        with writing(path):
             sheet.save(partial, format="PNG")
-        except OSError as error:
-            raise write_failed(path, error) from None

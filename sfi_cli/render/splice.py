@@ -226,9 +226,8 @@ def _reader(plan: Plan, key: str, ffmpeg: str):
         return StillReader(source.path, size=plan.size, fit=plan.fit, pix_fmt=plan.pix_fmt, ffmpeg=ffmpeg,
                            rgb_pix_fmt=plan.rgb_pix_fmt, to_output=plan.rgb_to_output(ffmpeg), sar=plan.sar, pad=plan.pad)
     color_filter = None
-    primary = plan.primary.info.color if plan.primary else None
-    if (source.info.color.space, source.info.color.range) != (primary.space, primary.range):
-        color_filter = formats.yuv_to_yuv((source.info.color.space or formats.UNTAGGED_MATRIX, source.info.color_range),
+    if (source.info.matrix, source.info.color_range) != (plan.matrix, plan.color_range):
+        color_filter = formats.yuv_to_yuv((source.info.matrix, source.info.color_range),
                                           (plan.matrix, plan.color_range), ffmpeg)
     return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt,
                        keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter, sar=plan.sar,

@@ -22,7 +22,7 @@ import numpy as np
 from sfi_cli.errors import SfiError
 from sfi_cli.media.ffmpeg import convert_frames, decode_frames, ffmpeg_path
 from sfi_cli.media.formats import rgb_format_of
-from sfi_cli.media.publish import Publication, make_folder, remove_stale, write_text
+from sfi_cli.media.publish import Publication, make_folder, write_text
 
 # Bit-exact RGB, stored fast: lossless H.264 (about 10x quicker than PNG at 1080p) for 8 bits;
 # FFV1 for 16-bit RGB (libx264rgb has 8 bits only).
@@ -47,9 +47,7 @@ class GapCache:
         self.root = Path(root)
         self.ffmpeg = ffmpeg
         self.gaps = self.root / "gaps"
-        make_folder(self.root, "the work folder")
-        make_folder(self.gaps, "the work folder")
-        remove_stale(self.gaps)  # gaps half-made by killed runs
+        make_folder(self.gaps, "the work folder")  # gaps half-made by killed runs go when the next is staged
 
     def folder(self, key: str) -> Path:
         return self.gaps / key

@@ -17,7 +17,7 @@ from sfi_cli.timeline.cuts import Cut, Detection, detect_cuts
 from sfi_cli.errors import SfiError
 from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
-from sfi_cli.media.publish import make_folder, output_lock, refuse_inputs, same_file, write_text
+from sfi_cli.media.publish import make_folder, output_lock, refuse_inputs, write_text
 from sfi_cli.timeline.recipe import OutputSpec, Recipe, ShotSpec, TransitionSpec, located, recipe_text
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
 from sfi_cli.timeline.timecode import Position, format_rate, parse_position
@@ -99,8 +99,6 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
          crf: int, preset: str) -> dict[str, Any]:
     """Detect the cuts of ``request.video`` and render it with a transition at each one."""
     video, output = Path(request.video), Path(request.output)
-    if same_file(output, video):
-        raise SfiError(f"output '{output}' is the input video; choose another output path")
     with nullcontext() if options.dry_run else output_lock(output):
         return _fill(video, output, request, detect_options, options, default_fps=default_fps, crf=crf, preset=preset)
 

@@ -112,7 +112,9 @@ def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, defau
     pix_fmt = formats.output_pix_fmt(codec, info)
     pad = formats.even_padding(size, pix_fmt)
     infos = [s.info for s in sources.values() if s.info]
-    warnings = formats.picture_warnings(size, pad, pix_fmt, codec, info, infos)
+    images = [s.path for s in sources.values() if s.info is None]
+    warnings = formats.picture_warnings(size, pad, pix_fmt, codec, info, infos, keep_rotation=keep_rotation,
+                                        images=images)
     warnings += [f"'{i.path.name}' has a variable frame rate: converting it to a constant {format_rate(rate)} fps"
                  for i in infos if i.vfr]
     warnings += [f"'{i.path.name}' runs at {format_rate(i.rate)} fps: converting it to the output's {format_rate(rate)} fps"

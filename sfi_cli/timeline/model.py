@@ -168,11 +168,8 @@ class Plan:
 
     @property
     def sar(self) -> Fraction:
-        """The output's sample aspect ratio: the first video's (inverted when its rotation is applied), else square."""
-        if self.primary is None:
-            return Fraction(1)
-        info = self.primary.info
-        return 1 / info.sar if info.rotation % 180 and not self.keep_rotation else info.sar
+        """The output's sample aspect ratio: the first video's as shown, else square."""
+        return self.primary.info.display_sar(self.keep_rotation) if self.primary else Fraction(1)
 
     @property
     def color_range(self) -> str:
@@ -182,8 +179,7 @@ class Plan:
     @property
     def matrix(self) -> str:
         """The YUV matrix: the primary source's, else BT.601 (what ffmpeg assumes untagged)."""
-        space = self.primary.info.color.space if self.primary else None
-        return space if space in formats.SWSCALE_MATRICES else formats.UNTAGGED_MATRIX
+        return self.primary.info.matrix if self.primary else formats.UNTAGGED_MATRIX
 
     @property
     def rgb_pix_fmt(self) -> str:

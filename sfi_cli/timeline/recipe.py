@@ -43,7 +43,7 @@ OUTPUT_KEYS = {
 TRANSITION_KEYS = {
     "frames": Key((int,), None), "seconds": Key((int, float), None), "prompt": Key((str,), ""),
     "negative_prompt": Key((str,), ""), "engine": replace(SCHEMA["engine"], default=None), "seed": Key((int,), 0),
-    "mode": replace(SCHEMA["fill.mode"], flag=""), "audio": replace(SCHEMA["fill.audio"], flag=""),
+    "mode": SCHEMA["fill.mode"], "audio": SCHEMA["fill.audio"],
 }
 DEFAULTS_KEYS = {**TRANSITION_KEYS, "image_duration": POSITION}
 SHOT_KEYS = {
@@ -180,14 +180,20 @@ def _output(reader: _Reader, data: Any, override: Path | None) -> OutputSpec:
         key = "fps" if "fps" in str(error) else "size"
         raise reader.fail(("output", key), str(error)) from None
     if "quality" in values and path is not None:
-        _check_quality(reader, values["quality"], path, values.get("codec"))
+        _check_quality(reader, values["quality"], path, values.get("codec"), from_recipe=override is None)
     return OutputSpec(path, fps, size, values.get("fit", "cover"), values.get("codec"), values.get("quality"),
                       values.get("preset"), values.get("audio", "shots"))
 
 
-def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | None) -> None:
-    """``quality`` must suit the codec the output will get (CRF 0-51, or a ProRes profile 0-3)."""
-    codec = output_codec(output, codec)
+def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | None, *, from_recipe: bool) -> None:
+    """``quality`` must suit the codec the output will get (CRF 0-51, or a ProRes profile 0-3); an output path
+    (from the recipe) that takes no codec is named at its line."""
+    try:
+        codec = output_codec(output, codec)
+    except SfiError as error:
+        if from_recipe:
+            raise reader.fail(("output", "path"), str(error)) from None
+        raise
     key = PRORES_QUALITY if codec == "prores" else CRF_QUALITY
     problem = check_value(key, quality)
     if problem:
