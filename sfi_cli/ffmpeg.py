@@ -57,7 +57,9 @@ def parse_rate(value: str | int | float | Fraction) -> Fraction:
 CODECS: dict[str, list[str]] = {
     ".mp4": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
     ".mov": ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le", "-vendor", "apl0"],
+    ".mkv": ["-c:v", "libx264", "-pix_fmt", "yuv420p"],
 }
+QUALITY_SUFFIXES = (".mp4", ".mkv")  # the x264 containers: crf and preset apply
 
 
 def codec_pix_fmt(suffix: str) -> str:
@@ -69,7 +71,7 @@ def codec_pix_fmt(suffix: str) -> str:
 def encoder_args(suffix: str, crf: int, preset: str) -> list[str]:
     """ffmpeg output options for a container, with quality settings where the codec has them."""
     args = list(CODECS[suffix])
-    if suffix == ".mp4":
+    if suffix in QUALITY_SUFFIXES:
         args += ["-crf", str(crf), "-preset", preset]
     return args
 

@@ -70,7 +70,7 @@ def parse_target(text: str, inputs: Iterable[Path]) -> OutputTarget:
         return OutputTarget(path, "video")
     if text.endswith(("/", os.sep)) or path.is_dir() or not suffix:
         return OutputTarget(path, "folder")
-    raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mov, a folder, or a pattern like frames/%04d.png")
+    raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mkv, .mov, a folder, or a pattern like frames/%04d.png")
 
 
 def earlier_result(folder: Path) -> list[Path]:

@@ -73,6 +73,19 @@ def test_prores_mov_with_fps_and_size(sfi, image_pair, tmp_path):
         assert stream.codec_context.pix_fmt == "yuv422p10le"
 
 
+def test_mkv_is_h264_in_matroska_like_mp4(sfi, image_pair, tmp_path):
+    out = tmp_path / "out.mkv"
+    result = sfi("interpolate", *image_pair, "-n", "3", "-o", out, "--fps", "25", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["frames_written"] == 5
+    with av.open(str(out)) as container:
+        assert "matroska" in container.format.name
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == 5
+    assert not list(tmp_path.glob(".*sfi*"))
+
+
 def test_mp4_is_h264_yuv420p_and_odd_sizes_are_padded(sfi, tmp_path):
     first, last = tmp_path / "a.png", tmp_path / "b.png"
     Image.fromarray(textured_image(33, 21, 1)).save(first)
