@@ -241,7 +241,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     from sfi_cli.fill import detect_video, recipe_header, transition_frames
     from sfi_cli.probe import probe
     from sfi_cli.publish import refuse_inputs, require_writable_folder, write_text
-    from sfi_cli.recipe import cut_recipe_text
+    from sfi_cli.recipe import check_recipe_path, cut_recipe_text
     from sfi_cli.timecode import format_rate
 
     config = obj.config
@@ -249,6 +249,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
     config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
     if recipe is not None:
         refuse_inputs([recipe], [video], "recipe")
+        check_recipe_path(video.resolve())
         require_writable_folder(recipe.parent, "the recipe")
         if recipe.exists() and not force:
             raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")

@@ -18,7 +18,7 @@ from sfi_cli.errors import SfiError
 from sfi_cli.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
 from sfi_cli.publish import make_folder, output_lock, refuse_inputs, same_file, write_text
-from sfi_cli.recipe import cut_recipe_text, parse_recipe
+from sfi_cli.recipe import check_recipe_path, cut_recipe_text, parse_recipe
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
 from sfi_cli.timecode import format_rate, parse_position
 
@@ -94,6 +94,8 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     # Everything about the output is checked before the (long) detection pass.
     output_codec(output, None)
     check_outputs(output, [video], options)
+    for path in (video.resolve(), output.resolve()):
+        check_recipe_path(path)
     info, detection = detect_video(info, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]

@@ -22,7 +22,7 @@ from sfi_cli.config import SCHEMA, Key, check_value, expected
 from sfi_cli.errors import SfiError
 from sfi_cli.images import FIT_POLICIES
 from sfi_cli.timecode import Position, parse_position
-from sfi_cli.tomlfile import dotted, read_toml, toml_comment, toml_string, where
+from sfi_cli.tomlfile import dotted, read_toml, toml_comment, toml_string, unicode_text, where
 
 CODECS = ("h264", "h265", "prores")
 AUDIO = ("shots", "none")
@@ -262,6 +262,15 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
                               ("frames",) if "frames" in merged else ("seconds",))), merged.get("audio", "crossfade"))
 
 
+def check_recipe_path(path: str | Path) -> None:
+    """A path written into a recipe must read back as the same file: TOML holds only Unicode, so a name
+    with bytes that are not UTF-8 is refused up front (instead of a recipe naming a file that is not there)."""
+    text = str(path)
+    if unicode_text(text) != text:
+        raise SfiError(f"path '{unicode_text(text)}' is not valid UTF-8, so a recipe cannot name it; "
+                       f"rename it, or choose a name that is")
+
+
 def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mode: str, output: str,
                     header: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
                     engine: str | None = None, audio: str = "crossfade") -> str:
@@ -270,6 +279,8 @@ def cut_recipe_text(video: str, cuts: list, frame_count: int, *, frames: int, mo
     This is what ``sfi detect --recipe`` writes for the editor to fill in, and what
     ``sfi fill`` renders.
     """
+    check_recipe_path(video)
+    check_recipe_path(output)
     defaults = [f"mode = {toml_string(mode)}  # insert: add frames at each cut; replace: overwrite frames around it",
                 f"seed = {seed}",
                 f"audio = {toml_string(audio)}  # under inserted transitions: crossfade (both sides' sound) or silence"]

@@ -252,6 +252,21 @@ def test_images_and_outputs_named_like_protocols(tmp_path, sfi, ffmpeg_exe, monk
     assert not (tmp_path / "o.mp4").exists() and not partials(tmp_path)
 
 
+@pytest.mark.parametrize("command", ["detect", "fill video", "fill output"])
+def test_name_that_is_not_utf8_is_refused_before_a_recipe_names_another_file(tmp_path, ffmpeg_exe, sfi, command):
+    """A TOML recipe holds only Unicode: the byte 0xff would become U+FFFD, naming a file that is not there."""
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    odd = tmp_path / "b\udcffd.mp4"  # how Python names the file b"b\xffd.mp4"
+    if command != "fill output":
+        video = video.rename(odd)
+    before = snapshot(tmp_path)
+    args = {"detect": ["detect", video, "--recipe", tmp_path / "r.toml"],
+            "fill video": ["fill", video, "-o", tmp_path / "out.mp4", "--frames", "2", "--engine", "crossfade"],
+            "fill output": ["fill", video, "-o", odd, "--frames", "2", "--engine", "crossfade"]}[command]
+    one_error(sfi(*args), "is not valid UTF-8")
+    assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
 # --- leftovers of killed runs, concurrent runs --------------------------------------------------------------------
 
 def _dead_pid() -> int:
