@@ -79,7 +79,8 @@ def earlier_result(folder: Path) -> list[Path]:
         names = json.loads((folder / MARKER).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    return [folder / name for name in names if isinstance(name, str) and name == Path(name).name and name not in (".", "..")]
+    listed = [folder / name for name in names if isinstance(name, str) and name == Path(name).name and name not in (".", "..")]
+    return [path for path in listed if not path.is_dir() or path.is_symlink()]  # sfi wrote files; a folder there is the user's
 
 
 def output_files(target: OutputTarget, count: int) -> list[Path]:

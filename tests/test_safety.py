@@ -81,6 +81,19 @@ def test_force_into_a_folder_replaces_only_its_frames_and_an_earlier_result(tmp_
     assert not partials(tmp_path)
 
 
+def test_force_never_deletes_a_folder_where_an_earlier_frame_was(tmp_path, sfi):
+    first, last = save_pair(tmp_path)
+    out = tmp_path / "out"
+    assert sfi("interpolate", first, last, "-n", "3", "-o", out, "--engine", "crossfade", "-q").code == 0
+    (out / "frame_00003.png").unlink()
+    (out / "frame_00003.png").mkdir()  # the user's folder now, under a name the marker lists
+    (out / "frame_00003.png" / "keep.txt").write_text("mine")
+    assert sfi("interpolate", first, last, "-n", "2", "-o", out, "--force", "--engine", "crossfade", "-q").code == 0
+    assert (out / "frame_00003.png" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.glob("frame_*")) == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    assert not partials(tmp_path)
+
+
 def test_folder_output_whose_frame_is_an_input_is_refused_even_with_force(tmp_path, sfi):
     first, last = save_pair(tmp_path / "frames", "frame_00002.png", "z.png")
     before = snapshot(tmp_path)
