@@ -280,6 +280,24 @@ def test_name_that_is_not_utf8_is_refused_before_a_recipe_names_another_file(tmp
     assert snapshot(tmp_path) == before and not partials(tmp_path)
 
 
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_stdout_or_stderr_is_no_crash_and_json_stays_json(tmp_path, closed):
+    """Jobs started with >&- or 2>&- (cron, some farm wrappers) have no stream there at all."""
+    first, last = save_pair(tmp_path)
+    out = tmp_path / "out.mp4"
+    redirect = ">&-" if closed == "stdout" else "2>&-"
+    command = [*SFI, "interpolate", first, last, "-n", "2", "-o", out, "--engine", "crossfade",
+               *(["--json"] if closed == "stderr" else [])]
+    result = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *map(str, command)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    if closed == "stderr":
+        assert json.loads(result.stdout)["frames_written"] == 4
+    else:
+        assert "Traceback" not in result.stderr
+    assert out.is_file() and not partials(tmp_path)
+
+
 # --- leftovers of killed runs, concurrent runs --------------------------------------------------------------------
 
 def _dead_pid() -> int:
