@@ -298,6 +298,19 @@ def test_a_closed_stdout_or_stderr_is_no_crash_and_json_stays_json(tmp_path, clo
     assert out.is_file() and not partials(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full")
+def test_summary_to_a_full_disk_is_one_line(tmp_path, ffmpeg_exe):
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    before = snapshot(tmp_path)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([*SFI, "detect", str(video), "--json"], stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("sfi: error: ") and "No space left" in lines[0]
+    assert snapshot(tmp_path) == before
+
+
 # --- leftovers of killed runs, concurrent runs --------------------------------------------------------------------
 
 def _dead_pid() -> int:
