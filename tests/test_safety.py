@@ -303,7 +303,7 @@ def test_summary_to_a_full_disk_is_one_line(tmp_path, ffmpeg_exe):
     video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
     before = snapshot(tmp_path)
     with open("/dev/full", "w") as full:
-        result = subprocess.run([*SFI, "detect", str(video), "--json"], stdout=full, stderr=subprocess.PIPE, text=True,
+        result = subprocess.run([*SFI, "detect", str(video), "--json", "-q"], stdout=full, stderr=subprocess.PIPE, text=True,
                                 timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
