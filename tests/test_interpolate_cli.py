@@ -160,6 +160,9 @@ def _bad_inputs(tmp_path, image_pair):
         "bad size": ([first, last, "-n", "3", "-o", out, "--size", "wide"], "bad size"),
         "bad fps": ([first, last, "-n", "3", "-o", out, "--fps", "fast"], "bad frame rate"),
         "nan fps": ([first, last, "-n", "3", "-o", out, "--fps", "nan"], "bad frame rate 'nan'"),
+        "huge fps": ([first, last, "-n", "3", "-o", out, "--fps", "1e400"], "1/1000 to 100000 fps"),
+        "tiny fps": ([first, last, "-n", "3", "-o", out, "--fps", "1/100000"], "1/1000 to 100000 fps"),
+        "fps terms": ([first, last, "-n", "3", "-o", out, "--fps", "2147483647/2147483648"], "up to 2147483647"),
         "huge size": ([first, last, "-n", "3", "-o", out, "--size", "100000x100000"],
                       "size 100000x100000 is too large: sfi works on frames of at most 16384 pixels a side and 67 Mpx"),
         "too many pixels": ([first, last, "-n", "3", "-o", out, "--size", "16000x9000"], "size 16000x9000 is too large"),
@@ -179,7 +182,7 @@ BAD_INPUT_CASES = ["missing file", "not an image", "truncated image", "zero fram
                    "non-integer frames", "missing output folder", "output equals input", "unknown engine",
                    "unknown extension", "bad size", "bad fps", "broken config", "nan fps", "huge size",
                    "too many pixels", "huge image", "inf cfg", "zero steps", "bad dtype", "crf out of range",
-                   "unknown preset"]
+                   "unknown preset", "huge fps", "tiny fps", "fps terms"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)
