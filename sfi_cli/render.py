@@ -63,6 +63,11 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
     if options.sheet is not None:
         check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)
+    written = [output, manifest_path(output), *([options.sheet] if options.sheet is not None else [])]
+    for file in written:  # a work folder made there would stand where a result must go
+        if file.resolve() in (work_dir.resolve(), *work_dir.resolve().parents):
+            raise SfiError(f"work folder '{work_dir}' would be made at or inside '{file}', which this run writes; "
+                           f"choose another --work-dir")
     existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():
         raise SfiError(f"work folder '{work_dir}' lies inside the file '{existing}'; choose another --work-dir")

@@ -176,6 +176,15 @@ def test_output_that_is_a_folder_is_one_line(tmp_path, sfi, monkeypatch, output,
     assert snapshot(tmp_path) == before and not partials(tmp_path)
 
 
+@pytest.mark.parametrize("work", ["out.mp4", "out.mp4/work", "out.sfi.json", "sheet.png"])
+def test_work_folder_where_a_result_goes_is_refused_before_anything_is_made(tmp_path, ffmpeg_exe, sfi, work):
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    before = snapshot(tmp_path)
+    one_error(sfi("fill", video, "-o", tmp_path / "out.mp4", "--frames", "2", "--engine", "crossfade",
+                  "--sheet", tmp_path / "sheet.png", "--work-dir", tmp_path / work), "choose another --work-dir")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
 # --- read-only folders --------------------------------------------------------------------------------------
 
 def _read_only_command(folder: Path, command: list[str]) -> list[str] | None:
