@@ -410,6 +410,6 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:  # what sfi's own writers do not name: printing to a full disk (>/dev/full), ...
         where = f" ({error.filename})" if error.filename else ""
         with contextlib.suppress(OSError):
-            click.echo(f"sfi: error: cannot write{where}: {error.strerror or error}; check free space and where "
-                       f"output is redirected", err=True)
+            click.echo(f"sfi: error: cannot write{where}: {error.strerror or error}; choose another path, or check "
+                       f"free space and where output is redirected", err=True)
         sys.exit(1)

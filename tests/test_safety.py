@@ -320,6 +320,17 @@ def test_summary_to_a_full_disk_is_one_line(tmp_path, ffmpeg_exe):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ""])
+def test_longest_file_name_can_be_staged_and_locked(tmp_path, sfi, suffix):
+    """The hidden temporary and lock names add to a name; one the file system takes must still work."""
+    first, last = save_pair(tmp_path)
+    name = "é" * ((255 - len(suffix)) // 2) + suffix  # 253 or 254 bytes of UTF-8
+    result = sfi("interpolate", first, last, "-n", "2", "-o", tmp_path / name, "--engine", "crossfade", "-q")
+    assert result.code == 0, result.stderr
+    assert (tmp_path / name).exists() and not partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", "b.png", name])  # no lock left
+
+
 # --- leftovers of killed runs, concurrent runs --------------------------------------------------------------------
 
 def _dead_pid() -> int:
