@@ -26,7 +26,7 @@ from sfi_cli.plan import Footage, Gap, Generated, Plan, describe, semfi_expert
 from sfi_cli.progress import Reporter
 from sfi_cli.publish import Publication, output_lock, refuse_inputs, require_writable_folder
 from sfi_cli.timecode import format_rate
-from sfi_cli.workdir import GapCache, gap_key, manifest_path, write_json
+from sfi_cli.workdir import GapCache, gap_key, manifest_owner, manifest_path, write_json
 
 if TYPE_CHECKING:
     from typing import Iterator
@@ -60,6 +60,10 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
     and nothing is overwritten unasked."""
     check_target(OutputTarget(output, "video"), options.force, 1, inputs)
     refuse_inputs([manifest_path(output)], inputs)
+    owner = manifest_owner(output)
+    if owner is not None:
+        raise SfiError(f"'{manifest_path(output)}' is the manifest of another result, '{owner}', which a manifest for "
+                       f"'{output}' would replace; choose another output name (or delete '{owner}' first)")
     if options.sheet is not None:
         check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)

@@ -176,6 +176,20 @@ def test_output_that_is_a_folder_is_one_line(tmp_path, sfi, monkeypatch, output,
     assert snapshot(tmp_path) == before and not partials(tmp_path)
 
 
+def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
+    """out.mp4 and out.mkv would share out.sfi.json: the second is refused, even with --force, while out.mp4 is there."""
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    fill = ["fill", video, "--frames", "2", "--engine", "crossfade", "-q"]
+    assert sfi(*fill, "-o", tmp_path / "out.mp4").code == 0
+    before = snapshot(tmp_path)
+    for force in ([], ["--force"]):
+        one_error(sfi(*fill, "-o", tmp_path / "out.mkv", *force), "is the manifest of another result")
+        assert snapshot(tmp_path) == before and not partials(tmp_path)
+    (tmp_path / "out.mp4").unlink()  # that result gone: its manifest is free to go too
+    assert sfi(*fill, "-o", tmp_path / "out.mkv").code == 0
+    assert json.loads((tmp_path / "out.sfi.json").read_text())["output"].endswith("out.mkv")
+
+
 @pytest.mark.parametrize("work", ["out.mp4", "out.mp4/work", "out.sfi.json", "sheet.png"])
 def test_work_folder_where_a_result_goes_is_refused_before_anything_is_made(tmp_path, ffmpeg_exe, sfi, work):
     video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
