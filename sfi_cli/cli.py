@@ -251,7 +251,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
         refuse_inputs([recipe], [video], "recipe")
         check_recipe_path(video.resolve())
         require_writable_folder(recipe.parent, "the recipe")
-        if recipe.exists() and not force:
+        if os.path.lexists(recipe) and not force:
             raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
     info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
     if recipe is not None:

@@ -100,15 +100,15 @@ def check_target(target: OutputTarget, force: bool, count: int, inputs: Iterable
     require_writable_folder(path.parent, "the output")
     if target.is_video and path.is_dir():
         raise SfiError(f"output '{path}' is a folder; give a video file name such as {path / 'out.mp4'}")
-    if target.kind == "folder" and path.exists():
+    if target.kind == "folder" and os.path.lexists(path):  # lexists: a dangling or looping symlink is a file too
         if not path.is_dir():
             raise SfiError(f"output '{path}' is a file, not a folder; choose another output path")
         require_writable_folder(path, "the output")
     refuse_inputs(output_files(target, count), inputs)
     if force:
         return
-    existing = path if target.kind != "pattern" else next((f for f in output_files(target, count) if f.exists()), None)
-    if existing is not None and existing.exists():
+    existing = path if target.kind != "pattern" else next((f for f in output_files(target, count) if os.path.lexists(f)), None)
+    if existing is not None and os.path.lexists(existing):
         raise SfiError(f"output '{existing}' already exists; pass --force to overwrite it")
 
 
@@ -125,7 +125,7 @@ def check_sheet(sheet: Path, force: bool, inputs: Iterable[Path], outputs: Itera
     refuse_inputs([sheet], inputs, "contact sheet")
     if any(same_file(sheet, output) for output in outputs):
         raise SfiError(f"contact sheet '{sheet}' is also a frame of the output; choose another --sheet path")
-    if sheet.exists() and not force:
+    if os.path.lexists(sheet) and not force:
         raise SfiError(f"contact sheet '{sheet}' already exists; pass --force to overwrite it")
 
 

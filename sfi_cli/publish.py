@@ -90,8 +90,8 @@ def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file (hard links and symlinks count); paths that do not exist compare resolved."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # realpath, unlike Path.resolve, does not raise on a symlink loop
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path], what: str = "output") -> None:

@@ -12,6 +12,7 @@ a frame or one gap; the output appears under its name only when complete.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
     work_dir = work_dir_for(output, options.work_dir)
     written = [output, manifest_path(output), *([options.sheet] if options.sheet is not None else [])]
     for file in written:  # a work folder made there would stand where a result must go
-        if file.resolve() in (work_dir.resolve(), *work_dir.resolve().parents):
+        if Path(os.path.realpath(file)) in (Path(os.path.realpath(work_dir)), *Path(os.path.realpath(work_dir)).parents):
             raise SfiError(f"work folder '{work_dir}' would be made at or inside '{file}', which this run writes; "
                            f"choose another --work-dir")
     existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())

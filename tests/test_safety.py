@@ -176,6 +176,25 @@ def test_output_that_is_a_folder_is_one_line(tmp_path, sfi, monkeypatch, output,
     assert snapshot(tmp_path) == before and not partials(tmp_path)
 
 
+@pytest.mark.parametrize("case", ["video", "folder", "sheet", "recipe", "loop in the path"])
+def test_a_dangling_or_looping_symlink_is_an_existing_file(tmp_path, ffmpeg_exe, sfi, case):
+    """A link to an offline volume is the user's file: never replaced without --force, and no traceback."""
+    first, last = save_pair(tmp_path)
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    link = tmp_path / {"video": "link.mp4", "sheet": "link.png"}.get(case, "link")
+    link.symlink_to(link if case == "loop in the path" else tmp_path / "offline" / "x")
+    args, message = {
+        "video": (["interpolate", first, last, "-n", "2", "-o", link], "already exists"),
+        "folder": (["interpolate", first, last, "-n", "2", "-o", f"{link}/"], "is a file, not a folder"),
+        "sheet": (["interpolate", first, last, "-n", "2", "-o", tmp_path / "o.mp4", "--sheet", link], "already exists"),
+        "recipe": (["detect", video, "-q", "--recipe", link], "already exists"),
+        "loop in the path": (["interpolate", first, last, "-n", "2", "-o", link / "x.mp4"], "does not exist"),
+    }[case]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    one_error(sfi(*args), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == names and link.is_symlink() and not partials(tmp_path)
+
+
 def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
     """out.mp4 and out.mkv would share out.sfi.json: the second is refused, even with --force, while out.mp4 is there."""
     video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
