@@ -195,6 +195,18 @@ def test_a_dangling_or_looping_symlink_is_an_existing_file(tmp_path, ffmpeg_exe,
     assert sorted(p.name for p in tmp_path.iterdir()) == names and link.is_symlink() and not partials(tmp_path)
 
 
+@pytest.mark.parametrize("command", ["detect", "fill", "interpolate"])
+def test_a_pipe_as_input_is_refused_instead_of_waiting_forever(tmp_path, sfi, command):
+    first, last = save_pair(tmp_path)
+    pipe = tmp_path / ("in.png" if command == "interpolate" else "in.mp4")
+    os.mkfifo(pipe)  # nobody writes to it: opening it would block
+    args = {"detect": ["detect", pipe], "fill": ["fill", pipe, "-o", tmp_path / "o.mp4"],
+            "interpolate": ["interpolate", pipe, last, "-n", "2", "-o", tmp_path / "o.mp4"]}[command]
+    before = snapshot(tmp_path)
+    one_error(sfi(*args), "is not a regular file")
+    assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
 def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
     """out.mp4 and out.mkv would share out.sfi.json: the second is refused, even with --force, while out.mp4 is there."""
     video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
