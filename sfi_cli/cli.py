@@ -240,27 +240,29 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
 
     from sfi_cli.fill import detect_video, recipe_header, transition_frames
     from sfi_cli.probe import probe
-    from sfi_cli.publish import refuse_inputs, require_writable_folder, write_text
+    from sfi_cli.publish import output_lock, refuse_inputs, require_writable_folder, write_text
     from sfi_cli.recipe import check_recipe_path, cut_recipe_text
     from sfi_cli.timecode import format_rate
 
     config = obj.config
     options = detect_settings(config, detector, threshold, min_scene_len, downscale)
     config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
-    if recipe is not None:
-        refuse_inputs([recipe], [video], "recipe")
-        check_recipe_path(video.resolve())
-        require_writable_folder(recipe.parent, "the recipe")
-        if os.path.lexists(recipe) and not force:
-            raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
-    info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
-    if recipe is not None:
-        length = transition_frames(info, config["fill.seconds"], frames)
-        relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
-        text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
-                               output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}",
-                               header=recipe_header(info, detection, "sfi detect"), audio=config["fill.audio"])
-        write_text(recipe, text)
+    # A second detect writing the same recipe meanwhile would replace this one's unasked: the lock refuses it.
+    with output_lock(recipe) if recipe is not None else contextlib.nullcontext():
+        if recipe is not None:
+            refuse_inputs([recipe], [video], "recipe")
+            check_recipe_path(video.resolve())
+            require_writable_folder(recipe.parent, "the recipe")
+            if os.path.lexists(recipe) and not force:
+                raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
+        info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
+        if recipe is not None:
+            length = transition_frames(info, config["fill.seconds"], frames)
+            relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
+            text = cut_recipe_text(relative, detection.cuts, info.frame_count, frames=length, mode=config["fill.mode"],
+                                   output=f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}",
+                                   header=recipe_header(info, detection, "sfi detect"), audio=config["fill.audio"])
+            write_text(recipe, text)
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]
     if as_json:

@@ -426,6 +426,22 @@ def test_second_run_to_a_locked_output_is_refused_and_a_dead_runs_lock_taken_ove
     assert out.exists() and not lock.exists() and not partials(tmp_path)
 
 
+def test_second_detect_to_a_recipe_being_written_is_refused(tmp_path, ffmpeg_exe, sfi):
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    recipe, lock = tmp_path / "cuts.toml", tmp_path / ".cuts.toml.sfi-lock"
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(f"{socket.gethostname()} {alive.pid}\n")
+        one_error(sfi("detect", video, "--recipe", recipe, "--force"), f"being written by another sfi run (pid {alive.pid}")
+        assert not recipe.exists() and lock.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    lock.unlink()
+    assert sfi("detect", video, "--recipe", recipe, "-q").code == 0
+    assert recipe.exists() and not lock.exists() and not partials(tmp_path)
+
+
 # --- signals --------------------------------------------------------------------------------------------------------
 
 def _gap_files(work: Path) -> list[Path]:
