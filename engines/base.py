@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class Engine:
         raise NotImplementedError
 
 
-def frame_times(count: int) -> np.ndarray:
-    """The evenly spaced times in (0, 1) of ``count`` in-between frames."""
-    return np.arange(1, count + 1, dtype=np.float64) / (count + 1)
+def frame_times(count: int) -> Iterator[float]:
+    """The evenly spaced times in (0, 1) of ``count`` in-between frames, one at a time: a gap of any
+    length is made in the memory of one frame (an array of all the times would not be)."""
+    return ((index + 1) / (count + 1) for index in range(count))

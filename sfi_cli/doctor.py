@@ -171,11 +171,15 @@ def check_ffmpeg(configured: str) -> list[Check]:
 
     try:
         exe = find_ffmpeg(configured or None)
-        version = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+        answer = subprocess.run([exe, "-version"], capture_output=True, text=True, errors="replace", timeout=30)
     except SfiError as error:
         return [Check("fail", "ffmpeg", str(error), "install ffmpeg or clear the 'ffmpeg' key")]
-    except (OSError, subprocess.SubprocessError, IndexError) as error:
+    except (OSError, subprocess.SubprocessError) as error:
         return [Check("fail", "ffmpeg", f"cannot run it ({error})", "install a working ffmpeg or clear the 'ffmpeg' key")]
+    version = next(iter(answer.stdout.splitlines()), "")
+    if answer.returncode != 0 or not version.startswith("ffmpeg version"):
+        return [Check("fail", "ffmpeg", f"{exe} is not ffmpeg ('-version' gave exit {answer.returncode}: "
+                                        f"'{version or 'no output'}')", "install a working ffmpeg or clear the 'ffmpeg' key")]
     return [Check("ok", "ffmpeg", f"{exe} ({version})")]
 
 

@@ -20,4 +20,6 @@ def require_input_file(path: Path, kind: str) -> Path:
         raise SfiError(f"input '{path}' does not exist; check the path")
     if path.is_dir():
         raise SfiError(f"input '{path}' is a folder, not {kind} file")
+    if not path.is_file():  # a pipe or a device would be read forever, or only once
+        raise SfiError(f"input '{path}' is not a regular file (a pipe or a device?); save it as {kind} file first")
     return path

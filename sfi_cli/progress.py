@@ -18,12 +18,14 @@ class Reporter:
 
     def __init__(self, *, quiet: bool = False, interactive: bool | None = None, log_every: float = 5.0) -> None:
         self.quiet = quiet
-        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        # A closed stream (a job started with >&- or 2>&-) is None in Python: no bar, and no lines either,
+        # which print() would otherwise send to stdout, into a --json summary.
+        self.interactive = bool(sys.stdout and sys.stdout.isatty()) if interactive is None else interactive
         self.log_every = log_every
         self._rich = None
 
     def message(self, text: str) -> None:
-        if self.quiet:
+        if self.quiet or sys.stderr is None:
             return
         if self._rich is not None:
             self._rich.console.print(text, highlight=False)

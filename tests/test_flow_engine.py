@@ -63,6 +63,17 @@ def test_exact_count_shape_and_type(count):
     assert all(f.shape == (HEIGHT, WIDTH, 3) and f.dtype == np.uint8 for f in frames)
 
 
+@pytest.mark.parametrize("engine", [CrossfadeEngine, FlowEngine])
+def test_a_gap_of_any_length_starts_at_once_in_the_memory_of_a_frame(engine):
+    # 10**10 in-betweens: a table of all their times alone would need 75 GiB
+    first, last = view(0, 0), view(*SHIFT)
+    frames = engine().generate(first, last, 10**10)
+    frame = next(iter(frames))
+    assert frame.shape == (HEIGHT, WIDTH, 3)
+    assert np.array_equal(frame, next(iter(engine().generate(first, last, 10**10 + 7))))  # both at t ~ 1e-10: the first end
+    frames.close()
+
+
 def test_progress_reports_every_frame_as_it_is_made():
     calls = []
     frames = FlowEngine().generate(view(0, 0), view(*SHIFT), 3, progress=lambda done, total: calls.append((done, total)))

@@ -74,6 +74,19 @@ def test_prores_mov_with_fps_and_size(sfi, image_pair, tmp_path):
         assert stream.codec_context.pix_fmt == "yuv422p10le"
 
 
+def test_mkv_is_h264_in_matroska_like_mp4(sfi, image_pair, tmp_path):
+    out = tmp_path / "out.mkv"
+    result = sfi("interpolate", *image_pair, "-n", "3", "-o", out, "--fps", "25", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["frames_written"] == 5
+    with av.open(str(out)) as container:
+        assert "matroska" in container.format.name
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == 5
+    assert not list(tmp_path.glob(".*sfi*"))
+
+
 def test_mp4_is_h264_yuv420p_and_odd_sizes_are_padded(sfi, tmp_path):
     first, last = tmp_path / "a.png", tmp_path / "b.png"
     Image.fromarray(textured_image(33, 21, 1)).save(first)
@@ -150,6 +163,9 @@ def _bad_inputs(tmp_path, image_pair):
         "bad size": ([first, last, "-n", "3", "-o", out, "--size", "wide"], "bad size"),
         "bad fps": ([first, last, "-n", "3", "-o", out, "--fps", "fast"], "bad frame rate"),
         "nan fps": ([first, last, "-n", "3", "-o", out, "--fps", "nan"], "bad frame rate 'nan'"),
+        "huge fps": ([first, last, "-n", "3", "-o", out, "--fps", "1e400"], "1/1000 to 100000 fps"),
+        "tiny fps": ([first, last, "-n", "3", "-o", out, "--fps", "1/100000"], "1/1000 to 100000 fps"),
+        "fps terms": ([first, last, "-n", "3", "-o", out, "--fps", "2147483647/2147483648"], "up to 2147483647"),
         "huge size": ([first, last, "-n", "3", "-o", out, "--size", "100000x100000"],
                       "size 100000x100000 is too large: sfi works on frames of at most 16384 pixels a side and 67 Mpx"),
         "too many pixels": ([first, last, "-n", "3", "-o", out, "--size", "16000x9000"], "size 16000x9000 is too large"),
@@ -169,7 +185,7 @@ BAD_INPUT_CASES = ["missing file", "not an image", "truncated image", "zero fram
                    "non-integer frames", "missing output folder", "output equals input", "unknown engine",
                    "unknown extension", "bad size", "bad fps", "broken config", "nan fps", "huge size",
                    "too many pixels", "huge image", "inf cfg", "zero steps", "bad dtype", "crf out of range",
-                   "unknown preset"]
+                   "unknown preset", "huge fps", "tiny fps", "fps terms"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES)

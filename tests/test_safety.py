@@ -81,6 +81,19 @@ def test_force_into_a_folder_replaces_only_its_frames_and_an_earlier_result(tmp_
     assert not partials(tmp_path)
 
 
+def test_force_never_deletes_a_folder_where_an_earlier_frame_was(tmp_path, sfi):
+    first, last = save_pair(tmp_path)
+    out = tmp_path / "out"
+    assert sfi("interpolate", first, last, "-n", "3", "-o", out, "--engine", "crossfade", "-q").code == 0
+    (out / "frame_00003.png").unlink()
+    (out / "frame_00003.png").mkdir()  # the user's folder now, under a name the marker lists
+    (out / "frame_00003.png" / "keep.txt").write_text("mine")
+    assert sfi("interpolate", first, last, "-n", "2", "-o", out, "--force", "--engine", "crossfade", "-q").code == 0
+    assert (out / "frame_00003.png" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.glob("frame_*")) == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    assert not partials(tmp_path)
+
+
 def test_folder_output_whose_frame_is_an_input_is_refused_even_with_force(tmp_path, sfi):
     first, last = save_pair(tmp_path / "frames", "frame_00002.png", "z.png")
     before = snapshot(tmp_path)
@@ -161,6 +174,60 @@ def test_output_that_is_a_folder_is_one_line(tmp_path, sfi, monkeypatch, output,
     before = snapshot(tmp_path)
     one_error(sfi("interpolate", first, last, "-n", "2", "-o", output.format(tmp=tmp_path), "--force"), message)
     assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
+@pytest.mark.parametrize("case", ["video", "folder", "sheet", "recipe", "loop in the path"])
+def test_a_dangling_or_looping_symlink_is_an_existing_file(tmp_path, ffmpeg_exe, sfi, case):
+    """A link to an offline volume is the user's file: never replaced without --force, and no traceback."""
+    first, last = save_pair(tmp_path)
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    link = tmp_path / {"video": "link.mp4", "sheet": "link.png"}.get(case, "link")
+    link.symlink_to(link if case == "loop in the path" else tmp_path / "offline" / "x")
+    args, message = {
+        "video": (["interpolate", first, last, "-n", "2", "-o", link], "already exists"),
+        "folder": (["interpolate", first, last, "-n", "2", "-o", f"{link}/"], "is a file, not a folder"),
+        "sheet": (["interpolate", first, last, "-n", "2", "-o", tmp_path / "o.mp4", "--sheet", link], "already exists"),
+        "recipe": (["detect", video, "-q", "--recipe", link], "already exists"),
+        "loop in the path": (["interpolate", first, last, "-n", "2", "-o", link / "x.mp4"], "does not exist"),
+    }[case]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    one_error(sfi(*args), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == names and link.is_symlink() and not partials(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["detect", "fill", "interpolate"])
+def test_a_pipe_as_input_is_refused_instead_of_waiting_forever(tmp_path, sfi, command):
+    first, last = save_pair(tmp_path)
+    pipe = tmp_path / ("in.png" if command == "interpolate" else "in.mp4")
+    os.mkfifo(pipe)  # nobody writes to it: opening it would block
+    args = {"detect": ["detect", pipe], "fill": ["fill", pipe, "-o", tmp_path / "o.mp4"],
+            "interpolate": ["interpolate", pipe, last, "-n", "2", "-o", tmp_path / "o.mp4"]}[command]
+    before = snapshot(tmp_path)
+    one_error(sfi(*args), "is not a regular file")
+    assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
+def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
+    """out.mp4 and out.mkv would share out.sfi.json: the second is refused, even with --force, while out.mp4 is there."""
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    fill = ["fill", video, "--frames", "2", "--engine", "crossfade", "-q"]
+    assert sfi(*fill, "-o", tmp_path / "out.mp4").code == 0
+    before = snapshot(tmp_path)
+    for force in ([], ["--force"]):
+        one_error(sfi(*fill, "-o", tmp_path / "out.mkv", *force), "is the manifest of another result")
+        assert snapshot(tmp_path) == before and not partials(tmp_path)
+    (tmp_path / "out.mp4").unlink()  # that result gone: its manifest is free to go too
+    assert sfi(*fill, "-o", tmp_path / "out.mkv").code == 0
+    assert json.loads((tmp_path / "out.sfi.json").read_text())["output"].endswith("out.mkv")
+
+
+@pytest.mark.parametrize("work", ["out.mp4", "out.mp4/work", "out.sfi.json", "sheet.png"])
+def test_work_folder_where_a_result_goes_is_refused_before_anything_is_made(tmp_path, ffmpeg_exe, sfi, work):
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    before = snapshot(tmp_path)
+    one_error(sfi("fill", video, "-o", tmp_path / "out.mp4", "--frames", "2", "--engine", "crossfade",
+                  "--sheet", tmp_path / "sheet.png", "--work-dir", tmp_path / work), "choose another --work-dir")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
 
 
 # --- read-only folders --------------------------------------------------------------------------------------
@@ -252,6 +319,63 @@ def test_images_and_outputs_named_like_protocols(tmp_path, sfi, ffmpeg_exe, monk
     assert not (tmp_path / "o.mp4").exists() and not partials(tmp_path)
 
 
+@pytest.mark.parametrize("command", ["detect", "fill video", "fill output"])
+def test_name_that_is_not_utf8_is_refused_before_a_recipe_names_another_file(tmp_path, ffmpeg_exe, sfi, command):
+    """A TOML recipe holds only Unicode: the byte 0xff would become U+FFFD, naming a file that is not there."""
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    odd = tmp_path / "b\udcffd.mp4"  # how Python names the file b"b\xffd.mp4"
+    if command != "fill output":
+        video = video.rename(odd)
+    before = snapshot(tmp_path)
+    args = {"detect": ["detect", video, "--recipe", tmp_path / "r.toml"],
+            "fill video": ["fill", video, "-o", tmp_path / "out.mp4", "--frames", "2", "--engine", "crossfade"],
+            "fill output": ["fill", video, "-o", odd, "--frames", "2", "--engine", "crossfade"]}[command]
+    one_error(sfi(*args), "is not valid UTF-8")
+    assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_stdout_or_stderr_is_no_crash_and_json_stays_json(tmp_path, closed):
+    """Jobs started with >&- or 2>&- (cron, some farm wrappers) have no stream there at all."""
+    first, last = save_pair(tmp_path)
+    out = tmp_path / "out.mp4"
+    redirect = ">&-" if closed == "stdout" else "2>&-"
+    command = [*SFI, "interpolate", first, last, "-n", "2", "-o", out, "--engine", "crossfade",
+               *(["--json"] if closed == "stderr" else [])]
+    result = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *map(str, command)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    if closed == "stderr":
+        assert json.loads(result.stdout)["frames_written"] == 4
+    else:
+        assert "Traceback" not in result.stderr
+    assert out.is_file() and not partials(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full")
+def test_summary_to_a_full_disk_is_one_line(tmp_path, ffmpeg_exe):
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    before = snapshot(tmp_path)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([*SFI, "detect", str(video), "--json", "-q"], stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("sfi: error: ") and "No space left" in lines[0]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ""])
+def test_longest_file_name_can_be_staged_and_locked(tmp_path, sfi, suffix):
+    """The hidden temporary and lock names add to a name; one the file system takes must still work."""
+    first, last = save_pair(tmp_path)
+    name = "é" * ((255 - len(suffix)) // 2) + suffix  # 253 or 254 bytes of UTF-8
+    result = sfi("interpolate", first, last, "-n", "2", "-o", tmp_path / name, "--engine", "crossfade", "-q")
+    assert result.code == 0, result.stderr
+    assert (tmp_path / name).exists() and not partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", "b.png", name])  # no lock left
+
+
 # --- leftovers of killed runs, concurrent runs --------------------------------------------------------------------
 
 def _dead_pid() -> int:
@@ -300,6 +424,22 @@ def test_second_run_to_a_locked_output_is_refused_and_a_dead_runs_lock_taken_ove
     lock.write_text(f"{socket.gethostname()} {_dead_pid()}\n")
     assert sfi("interpolate", first, last, "-n", "2", "-o", out, "--engine", "crossfade", "-q").code == 0
     assert out.exists() and not lock.exists() and not partials(tmp_path)
+
+
+def test_second_detect_to_a_recipe_being_written_is_refused(tmp_path, ffmpeg_exe, sfi):
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    recipe, lock = tmp_path / "cuts.toml", tmp_path / ".cuts.toml.sfi-lock"
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(f"{socket.gethostname()} {alive.pid}\n")
+        one_error(sfi("detect", video, "--recipe", recipe, "--force"), f"being written by another sfi run (pid {alive.pid}")
+        assert not recipe.exists() and lock.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    lock.unlink()
+    assert sfi("detect", video, "--recipe", recipe, "-q").code == 0
+    assert recipe.exists() and not lock.exists() and not partials(tmp_path)
 
 
 # --- signals --------------------------------------------------------------------------------------------------------

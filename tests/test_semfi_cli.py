@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -159,6 +160,18 @@ def test_doctor_says_what_to_do(sfi, wan, tmp_path):
     assert checks["Wan2.1_VAE.pth"]["status"] == "fail" and "download Wan2.1_VAE.pth" in checks["Wan2.1_VAE.pth"]["fix"]
     assert checks["LoRA"]["status"] == "fail" and "engines.semfi.lora" in checks["LoRA"]["fix"]
     assert checks["torch"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("impostor", ["true", "echo"])
+def test_doctor_tells_a_program_that_is_not_ffmpeg(sfi, wan, monkeypatch, impostor):
+    found = shutil.which(impostor)
+    if not found:
+        pytest.skip(f"no {impostor} here")
+    monkeypatch.setenv("SFI_FFMPEG", found)
+    result = sfi("doctor", "--model-dir", wan.model_dir, "--lora", wan.lora, "--device", "cpu", "--json")
+    assert result.code == 1
+    checks = {c["item"]: c for c in json.loads(result.stdout)}
+    assert checks["ffmpeg"]["status"] == "fail" and "is not ffmpeg" in checks["ffmpeg"]["detail"]
 
 
 def test_help_and_availability_checks_stay_light():

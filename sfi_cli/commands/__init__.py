@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         click.echo("sfi: interrupted", err=True)
         sys.exit(130)
+    except OSError as error:  # what sfi's own writers do not name: printing to a full disk (>/dev/full), ...
+        where = f" ({error.filename})" if error.filename else ""
+        with contextlib.suppress(OSError):
+            click.echo(f"sfi: error: cannot write{where}: {error.strerror or error}; choose another path, or check "
+                       f"free space and where output is redirected", err=True)
+        sys.exit(1)
 
 
 # The commands register themselves on ``cli``.

@@ -41,7 +41,7 @@ semfi_options = option_group(
 @click.argument("last", type=click.Path(path_type=Path, dir_okay=True))
 @click.option("-n", "--frames", type=int, required=True, help="Number of NEW frames between FIRST and LAST (1 or more).")
 @click.option("-o", "--output", required=True,
-              help="out.mp4 (H.264), out.mov (ProRes 422 HQ), a folder, or a PNG pattern like frames/%04d.png.")
+              help="out.mp4 or out.mkv (H.264), out.mov (ProRes 422 HQ), a folder, or a PNG pattern like frames/%04d.png.")
 @keyed_option("engine", ENGINE_HELP)
 @click.option("--prompt", type=PROMPT, default="", help="What should happen in between (text-guided engines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -90,27 +91,30 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
 
     from sfi_cli.timeline.fill import cut_notes, cut_recipe, detect_video, recipe_header, transition_frames
     from sfi_cli.media.probe import probe
-    from sfi_cli.media.publish import refuse_inputs, require_writable_folder, write_text
-    from sfi_cli.timeline.recipe import recipe_text
+    from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder, write_text
+    from sfi_cli.timeline.recipe import check_recipe_path, recipe_text
     from sfi_cli.timeline.timecode import format_rate
 
     config = obj.config
     options = detect_settings(config, detector, threshold, min_scene_len, downscale)
     config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
-    if recipe is not None:
-        refuse_inputs([recipe], [video], "recipe")
-        require_writable_folder(recipe.parent, "the recipe")
-        if recipe.exists() and not force:
-            raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
-    info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
-    if recipe is not None:
-        length = transition_frames(info, config["fill.seconds"], frames)
-        relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
-        output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}"
-        cuts_recipe = cut_recipe(recipe, recipe.parent / relative, detection.cuts, info.frame_count, frames=length,
-                                 mode=config["fill.mode"], output=recipe.parent / output, audio=config["fill.audio"])
-        write_text(recipe, recipe_text(cuts_recipe, header=recipe_header(info, detection, "sfi detect"),
-                                       notes=cut_notes(detection.cuts), relative=True))
+    # A second detect writing the same recipe meanwhile would replace this one's unasked: the lock refuses it.
+    with output_lock(recipe) if recipe is not None else contextlib.nullcontext():
+        if recipe is not None:
+            refuse_inputs([recipe], [video], "recipe")
+            check_recipe_path(video.resolve())
+            require_writable_folder(recipe.parent, "the recipe")
+            if os.path.lexists(recipe) and not force:
+                raise SfiError(f"recipe '{recipe}' already exists; pass --force to overwrite it")
+        info, detection = detect_video(probe(video), options, ffmpeg=obj.ffmpeg(), reporter=obj.reporter(quiet, as_json))
+        if recipe is not None:
+            length = transition_frames(info, config["fill.seconds"], frames)
+            relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
+            output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}"
+            cuts_recipe = cut_recipe(recipe, recipe.parent / relative, detection.cuts, info.frame_count, frames=length,
+                                     mode=config["fill.mode"], output=recipe.parent / output, audio=config["fill.audio"])
+            write_text(recipe, recipe_text(cuts_recipe, header=recipe_header(info, detection, "sfi detect"),
+                                           notes=cut_notes(detection.cuts), relative=True))
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]
     if as_json:

@@ -44,6 +44,10 @@ def find_ffmpeg(configured: str | None = None) -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# What every container's time base holds exactly (mp4 fails below 1/1000 fps; ffmpeg's rationals are 32-bit).
+MIN_RATE, MAX_RATE, RATE_TERMS = Fraction(1, 1000), Fraction(100000), 2**31 - 1
+
+
 def parse_rate(value: str | int | float | Fraction) -> Fraction:
     """A frame rate as an exact fraction: 24, 29.97, "30000/1001"."""
     try:
@@ -52,6 +56,9 @@ def parse_rate(value: str | int | float | Fraction) -> Fraction:
         raise SfiError(f"bad frame rate '{value}': use a number such as 24 or a fraction such as 24000/1001") from None
     if rate <= 0:
         raise SfiError(f"bad frame rate '{value}': it must be greater than 0")
+    if not MIN_RATE <= rate <= MAX_RATE or max(rate.numerator, rate.denominator) > RATE_TERMS:
+        raise SfiError(f"bad frame rate '{value}': ffmpeg's containers take {MIN_RATE} to {MAX_RATE} fps, "
+                       f"as a fraction of whole numbers up to {RATE_TERMS}")
     return rate
 
 

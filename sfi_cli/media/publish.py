@@ -14,6 +14,7 @@ same output at once: the second is refused, naming the first.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import re
@@ -33,10 +34,25 @@ def _host() -> str:
     return socket.gethostname() or "localhost"
 
 
+NAME_BYTES = 255  # the longest file name common file systems take
+
+
+def hidden_name(final: Path, stem: str, tail: str) -> Path:
+    """``.<stem><tail>`` beside ``final``; a stem too long for a file name with the tail is shortened and a hash of it
+    added, so any name a user may give can be staged and locked (the tail, with pid and suffix, is kept)."""
+    name = f".{stem}{tail}"
+    if len(os.fsencode(name)) > NAME_BYTES:
+        digest = hashlib.sha1(os.fsencode(stem)).hexdigest()[:12]
+        room = NAME_BYTES - len(os.fsencode(f".~{digest}{tail}"))
+        short = os.fsencode(stem)[:room].decode("utf-8", "ignore")
+        name = f".{short}~{digest}{tail}"
+    return Path(final).with_name(name)
+
+
 def temporary_path(final: Path) -> Path:
     """The hidden name beside ``final`` that this process writes it under."""
     final = Path(final)
-    return final.with_name(f".{final.stem}{MARK}{_host()}-{os.getpid()}{final.suffix}")
+    return hidden_name(final, final.stem, f"{MARK}{_host()}-{os.getpid()}{final.suffix}")
 
 
 def _running(pid: int) -> bool:
@@ -74,8 +90,8 @@ def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file (hard links and symlinks count); paths that do not exist compare resolved."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # realpath, unlike Path.resolve, does not raise on a symlink loop
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path], what: str = "output") -> None:
@@ -186,7 +202,7 @@ def write_text(final: Path, text: str) -> None:
 
 def lock_path(output: Path) -> Path:
     output = Path(output)
-    return output.with_name(f".{output.name}.sfi-lock")
+    return hidden_name(output, output.name, ".sfi-lock")
 
 
 _held: dict[Path, int] = {}

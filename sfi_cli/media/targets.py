@@ -23,10 +23,10 @@ from PIL import Image
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.media.ffmpeg import VideoWriter
-from sfi_cli.media.formats import at_depth, codec_pix_fmt, even_padding
+from sfi_cli.media.formats import CODEC_BY_SUFFIX, at_depth, codec_pix_fmt, even_padding
 from sfi_cli.media.publish import Publication, refuse_inputs, require_writable_folder, same_file, writing
 
-VIDEO_SUFFIXES = (".mp4", ".mov")  # H.264 and ProRes 422 HQ
+VIDEO_SUFFIXES = tuple(CODEC_BY_SUFFIX)  # each with its usual codec: H.264, or ProRes 422 HQ for .mov
 MARKER = ".sfi-frames.json"  # in a folder output: the frames sfi wrote there
 _PATTERN = re.compile(r"%0?\d*d")
 
@@ -69,7 +69,7 @@ def parse_target(text: str) -> OutputTarget:
         return OutputTarget(path, "video")
     if text.endswith(("/", os.sep)) or path.is_dir() or not suffix:
         return OutputTarget(path, "folder")
-    raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mov, a folder, or a pattern like frames/%04d.png")
+    raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mkv, .mov, a folder, or a pattern like frames/%04d.png")
 
 
 def earlier_result(folder: Path) -> list[Path]:
@@ -78,7 +78,8 @@ def earlier_result(folder: Path) -> list[Path]:
         names = json.loads((folder / MARKER).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    return [folder / name for name in names if isinstance(name, str) and name == Path(name).name and name not in (".", "..")]
+    listed = [folder / name for name in names if isinstance(name, str) and name == Path(name).name and name not in (".", "..")]
+    return [path for path in listed if not path.is_dir() or path.is_symlink()]  # sfi wrote files; a folder there is the user's
 
 
 def output_files(target: OutputTarget, count: int) -> list[Path]:
@@ -98,15 +99,15 @@ def check_target(target: OutputTarget, force: bool, count: int, inputs: Iterable
     require_writable_folder(path.parent, "the output")
     if target.is_video and path.is_dir():
         raise SfiError(f"output '{path}' is a folder; give a video file name such as {path / 'out.mp4'}")
-    if target.kind == "folder" and path.exists():
+    if target.kind == "folder" and os.path.lexists(path):  # lexists: a dangling or looping symlink is a file too
         if not path.is_dir():
             raise SfiError(f"output '{path}' is a file, not a folder; choose another output path")
         require_writable_folder(path, "the output")
     refuse_inputs(output_files(target, count), inputs)
     if force:
         return
-    existing = path if target.kind != "pattern" else next((f for f in output_files(target, count) if f.exists()), None)
-    if existing is not None and existing.exists():
+    existing = path if target.kind != "pattern" else next((f for f in output_files(target, count) if os.path.lexists(f)), None)
+    if existing is not None and os.path.lexists(existing):
         raise SfiError(f"output '{existing}' already exists; pass --force to overwrite it")
 
 
@@ -123,7 +124,7 @@ def check_sheet(sheet: Path, force: bool, inputs: Iterable[Path], outputs: Itera
     refuse_inputs([sheet], inputs, "contact sheet")
     if any(same_file(sheet, output) for output in outputs):
         raise SfiError(f"contact sheet '{sheet}' is also a frame of the output; choose another --sheet path")
-    if sheet.exists() and not force:
+    if os.path.lexists(sheet) and not force:
         raise SfiError(f"contact sheet '{sheet}' already exists; pass --force to overwrite it")
 
 

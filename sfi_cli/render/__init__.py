@@ -12,6 +12,7 @@ a frame or one gap; the output appears under its name only when complete.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sfi_cli.media.targets import ContactSheet, OutputTarget, check_sheet, check
 from sfi_cli.progress import Reporter
 from sfi_cli.render.gaps import GapMaker
 from sfi_cli.render.splice import splice
-from sfi_cli.render.workdir import GapCache, manifest_path, write_json
+from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
 from sfi_cli.timeline.describe import describe
 from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
@@ -57,9 +58,18 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
     and nothing is overwritten unasked."""
     check_target(OutputTarget(output, "video"), options.force, 1, inputs)
     refuse_inputs([manifest_path(output)], inputs)
+    owner = manifest_owner(output)
+    if owner is not None:
+        raise SfiError(f"'{manifest_path(output)}' is the manifest of another result, '{owner}', which a manifest for "
+                       f"'{output}' would replace; choose another output name (or delete '{owner}' first)")
     if options.sheet is not None:
         check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)
+    written = [output, manifest_path(output), *([options.sheet] if options.sheet is not None else [])]
+    for file in written:  # a work folder made there would stand where a result must go
+        if Path(os.path.realpath(file)) in (Path(os.path.realpath(work_dir)), *Path(os.path.realpath(work_dir)).parents):
+            raise SfiError(f"work folder '{work_dir}' would be made at or inside '{file}', which this run writes; "
+                           f"choose another --work-dir")
     existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():
         raise SfiError(f"work folder '{work_dir}' lies inside the file '{existing}'; choose another --work-dir")

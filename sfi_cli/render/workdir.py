@@ -112,3 +112,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def manifest_path(output: Path) -> Path:
     """The manifest sits beside the output: ``out.mp4`` -> ``out.sfi.json``."""
     return output.with_name(f"{output.stem}.sfi.json")
+
+
+def manifest_owner(output: Path) -> Path | None:
+    """The other result (``out.mov`` beside ``out.mkv``) whose manifest ``output``'s would replace, if it is still there."""
+    try:
+        name = json.loads(manifest_path(output).read_text())["output"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    owner = output.with_name(Path(str(name)).name)  # the manifest is written beside its output
+    return owner if owner.name != output.name and owner.exists() else None

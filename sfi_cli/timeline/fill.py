@@ -18,7 +18,7 @@ from sfi_cli.errors import SfiError
 from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
 from sfi_cli.media.publish import make_folder, output_lock, refuse_inputs, write_text
-from sfi_cli.timeline.recipe import OutputSpec, Recipe, ShotSpec, TransitionSpec, located, recipe_text
+from sfi_cli.timeline.recipe import OutputSpec, Recipe, ShotSpec, TransitionSpec, check_recipe_path, located, recipe_text
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
 from sfi_cli.timeline.timecode import Position, format_rate, parse_position
 
@@ -113,6 +113,8 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     # Everything about the output is checked before the (long) detection pass.
     output_codec(output, None)
     check_outputs(output, [video], options)
+    for path in (video.resolve(), output.resolve()):
+        check_recipe_path(path)
     info, detection = detect_video(info, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
     cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
             for c in detection.cuts]

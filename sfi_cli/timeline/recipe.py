@@ -26,7 +26,7 @@ from sfi_cli.errors import SfiError
 from sfi_cli.media.formats import CODECS as VIDEO_CODECS, PRORES_HQ, output_codec
 from sfi_cli.media.images import FIT_POLICIES
 from sfi_cli.timeline.timecode import Position, parse_position
-from sfi_cli.config.toml import dotted, read_toml, toml_comment, toml_string, where
+from sfi_cli.config.toml import dotted, read_toml, toml_comment, toml_string, unicode_text, where
 
 AUDIO = ("shots", "none")
 POSITION = Key((int, float, str), None)
@@ -269,6 +269,15 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
                               ("frames",) if "frames" in merged else ("seconds",))), merged.get("audio", "crossfade"))
 
 
+def check_recipe_path(path: str | Path) -> None:
+    """A path written into a recipe must read back as the same file: TOML holds only Unicode, so a name
+    with bytes that are not UTF-8 is refused up front (instead of a recipe naming a file that is not there)."""
+    text = str(path)
+    if unicode_text(text) != text:
+        raise SfiError(f"path '{unicode_text(text)}' is not valid UTF-8, so a recipe cannot name it; "
+                       f"rename it, or choose a name that is")
+
+
 # Transition settings written once in [defaults] when every transition agrees; each transition keeps its
 # own length and prompt (the editor fills in prompts one by one).
 SHARED_TRANSITION_KEYS = ("mode", "seed", "audio", "engine", "negative_prompt")
@@ -335,6 +344,7 @@ def _key_line(key: str, value: Any) -> str:
 
 
 def _path_text(path: Path, folder: Path, relative: bool) -> str:
+    check_recipe_path(path)
     return os.path.relpath(path, folder) if relative else str(path)
 
 
