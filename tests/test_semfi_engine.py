@@ -18,7 +18,7 @@ from PIL import Image
 from engines import resolve_name
 from engines.semfi import SemFiEngine
 from engines.semfi_parts import delivery, loading, rules
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 from tiny_wan import CLIP, DIT, ENGINE_SETTINGS, TEXT, VAE_DIM, gradient_pair, tiny_engine, tiny_wan
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
@@ -237,7 +237,7 @@ def test_raw_gives_every_model_frame_at_the_working_size(engine, pair):
     assert len(engine.generate_raw(*pair, 3)) == 5  # size from the area setting
     small_last = np.asarray(Image.fromarray(pair[1]).resize((24, 16)))
     assert len(engine.generate_raw(pair[0], small_last, 3, (32, 32))) == 5  # ends of different sizes
-    with pytest.raises(SfiError, match="multiples of 16"):
+    with pytest.raises(EngineError, match="multiples of 16"):
         engine.generate_raw(*pair, 3, (40, 32))
 
 
@@ -271,11 +271,11 @@ def test_availability(wan):
 
 
 def test_settings_are_checked():
-    with pytest.raises(SfiError, match="unknown semfi setting"):
+    with pytest.raises(EngineError, match="unknown semfi setting"):
         SemFiEngine(stepz=3)
-    with pytest.raises(SfiError, match="dtype must be"):
+    with pytest.raises(EngineError, match="dtype must be"):
         SemFiEngine(dtype="int8")
-    with pytest.raises(SfiError, match="steps must be 1 or more"):
+    with pytest.raises(EngineError, match="steps must be 1 or more"):
         SemFiEngine(steps=0)
     assert SemFiEngine(device="cpu").dtype_name == "float32" and SemFiEngine().dtype_name == "bfloat16"
     key = SemFiEngine(device="cpu", steps=7).cache_key()
@@ -328,7 +328,7 @@ def test_broken_model_folders_are_refused_clearly(wan, tmp_path, breakage):
     folder = linked_copy(wan.model_dir, tmp_path / "model")
     damage, expected = BREAKAGES[breakage]
     damage(folder)
-    with pytest.raises(SfiError) as error:
+    with pytest.raises(EngineError) as error:
         SemFiEngine(model_dir=str(folder), lora=str(wan.lora), device="cpu").runtime()
     assert expected in str(error.value) and "\n" not in str(error.value)
     assert "Wan2.1-I2V-14B-720P" in str(error.value)
@@ -341,7 +341,7 @@ def test_bad_lora_is_refused_before_loading_models(wan, tmp_path):
     del state["blocks.0.lora_ffn_0.3.lora_B.bias"]
     torch.save(state, bad)
     engine = SemFiEngine(model_dir=str(wan.model_dir), lora=str(bad), device="cpu")
-    with pytest.raises(SfiError, match="1 expected keys are missing"):
+    with pytest.raises(EngineError, match="1 expected keys are missing"):
         engine.runtime()
 
 
