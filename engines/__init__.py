@@ -1,16 +1,21 @@
-"""Frame generators behind one small interface.
+"""Frame generators behind one small interface (``engines.base.Engine``).
 
 Every engine turns two RGB frames into ``count`` in-between frames. Engines are
 looked up by name and imported only when used, so that ``sfi --help`` never pays
-for torch, diffsynth or OpenCV.
+for numpy, torch, diffsynth or OpenCV: importing this package loads the standard
+library only. Nothing here imports the CLI package; problems the user can fix
+are raised as ``EngineError`` (one line).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engines.base import Engine, EngineUnavailable, UnknownEngine
+from engines.errors import EngineError, EngineUnavailable, UnknownEngine
+
+if TYPE_CHECKING:
+    from engines.base import Engine
 
 # name -> "module:Class"; the module is imported on first use only.
 REGISTRY: dict[str, str] = {
@@ -32,28 +37,39 @@ def engine_class(name: str) -> type[Engine]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def auto_choice(settings: dict[str, dict[str, Any]] | None = None) -> tuple[str, dict[str, str]]:
+    """The engine ``auto`` picks here, and why each engine tried before it was passed over."""
+    settings = settings or {}
+    passed_over: dict[str, str] = {}
+    for candidate in AUTO_ORDER:
+        cls, own = engine_class(candidate), settings.get(candidate, {})
+        reason = cls.unavailable_reason(own) if cls.suits_auto(own) else f"auto does not pick {candidate} with these settings"
+        if reason is None:
+            return candidate, passed_over
+        passed_over[candidate] = reason
+    return "crossfade", passed_over
+
+
 def resolve_name(name: str, settings: dict[str, dict[str, Any]] | None = None) -> str:
     """Turn ``auto`` into the best engine that can run on this machine."""
     if name != "auto":
         engine_class(name)  # raises UnknownEngine for an unknown name
         return name
-    settings = settings or {}
-    for candidate in AUTO_ORDER:
-        cls, own = engine_class(candidate), settings.get(candidate, {})
-        if cls.suits_auto(own) and cls.unavailable_reason(own) is None:
-            return candidate
-    return "crossfade"
+    return auto_choice(settings)[0]
 
 
 def load_engine(name: str, settings: dict[str, dict[str, Any]] | None = None) -> Engine:
-    """Build the engine ``name`` (or the ``auto`` choice) with its own settings section."""
+    """Build the engine ``name`` (or the ``auto`` choice) with its own settings section; each engine it
+    ``uses`` is built the same way from its own section and handed to it (SemFi retimes with ``flow``)."""
     settings = settings or {}
     resolved = resolve_name(name, settings)
     cls = engine_class(resolved)
     reason = cls.unavailable_reason(settings.get(resolved, {}))
     if reason is not None:
         raise EngineUnavailable(f"engine '{resolved}' cannot run here: {reason}")
-    return cls(**settings.get(resolved, {}))
+    helpers = {used: load_engine(used, settings) for used in cls.uses}
+    return cls(**settings.get(resolved, {}), **helpers)
 
 
-__all__ = ["Engine", "EngineUnavailable", "UnknownEngine", "REGISTRY", "engine_class", "load_engine", "resolve_name"]
+__all__ = ["EngineError", "EngineUnavailable", "UnknownEngine", "REGISTRY", "AUTO_ORDER", "auto_choice",
+           "engine_class", "load_engine", "resolve_name"]

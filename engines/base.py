@@ -1,23 +1,33 @@
-"""The interface every engine implements."""
+"""The interface every engine implements, and the small helpers engines share."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
-
-from sfi_cli.errors import SfiError
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while an engine works on one gap."""
 
 
-class EngineUnavailable(SfiError):
-    """The engine cannot run on this machine (missing GPU, weights, package)."""
+@dataclass(frozen=True)
+class Check:
+    """One finding of ``Engine.diagnose``: ``status`` is ok, warn (works, but note this) or fail (the
+    engine cannot run); ``item`` is what was checked, ``detail`` what was found, ``fix`` what to do."""
 
+    status: str
+    item: str
+    detail: str
+    fix: str = ""
 
-class UnknownEngine(SfiError):
-    """No engine is registered under the requested name."""
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def sentence(self) -> str:
+        """The finding as one line, the form an error message takes."""
+        return f"{self.item}: {self.detail}" + (f"; {self.fix}" if self.fix else "")
 
 
 class Engine:
@@ -32,23 +42,50 @@ class Engine:
     """
 
     name: ClassVar[str] = ""
+    # Part of every cache key: raise it with any code change that alters the frames made from the same
+    # inputs and settings, so work folders made by the older code are not served after an upgrade.
+    version: ClassVar[int] = 1
+    # Engines this one builds on: ``engines.load_engine`` builds each with its own configured settings
+    # and passes it to this engine's constructor as a keyword of that name.
+    uses: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
 
     @classmethod
+    def diagnose(cls, settings: dict[str, Any], *, thorough: bool = False) -> list[Check]:
+        """What this engine needs, checked for ``settings``, in the order a user should fix it.
+
+        The quick form answers "can it run here?" on every run (availability, ``auto``), so it asks
+        only packages, files and the device; ``thorough`` (``sfi doctor``) may also read weights'
+        headers and measure memory. Engines that need nothing beyond sfi's own dependencies say nothing.
+        """
+        return []
+
+    @classmethod
     def unavailable_reason(cls, settings: dict[str, Any]) -> str | None:
-        """Why this engine cannot run here with ``settings``, or None if it can."""
-        return None
+        """Why this engine cannot run here with ``settings`` (its first failed quick check), or None if it can."""
+        failed = next((check for check in cls.diagnose(settings) if check.failed), None)
+        return failed.sentence() if failed else None
 
     @classmethod
     def suits_auto(cls, settings: dict[str, Any]) -> bool:
         """Whether ``--engine auto`` may pick this engine with ``settings`` (if it can run)."""
         return True
 
+    @classmethod
+    def describe(cls, count: int) -> str:
+        """What this engine will do for a gap of ``count`` new frames, as a note for the dry run ("" for nothing)."""
+        return ""
+
+    @classmethod
+    def notes(cls, count: int) -> dict[str, Any]:
+        """The same facts as ``describe``, as values for the run's manifest."""
+        return {}
+
     def cache_key(self) -> dict[str, Any]:
-        """Everything besides the inputs that changes this engine's output."""
-        return {"engine": self.name, **self.settings}
+        """Everything besides the inputs that changes this engine's output (settings with defaults filled in)."""
+        return {"engine": self.name, "version": self.version, **self.settings}
 
     def generate(
         self,
@@ -68,3 +105,13 @@ def frame_times(count: int) -> Iterator[float]:
     """The evenly spaced times in (0, 1) of ``count`` in-between frames, one at a time: a gap of any
     length is made in the memory of one frame (an array of all the times would not be)."""
     return ((index + 1) / (count + 1) for index in range(count))
+
+
+def at_depth(frame: np.ndarray, dtype) -> np.ndarray:
+    """An RGB frame as uint8 or uint16 (full scale both: 255 <-> 65535)."""
+    dtype = np.dtype(dtype)
+    if frame.dtype == dtype:
+        return frame
+    if dtype == np.uint16:
+        return frame.astype(np.uint16) * 257
+    return ((frame.astype(np.uint32) + 128) // 257).astype(np.uint8)

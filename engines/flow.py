@@ -238,12 +238,21 @@ class FlowEngine(Engine):
         field = MotionField(first, last, self.flow_width)
         return field if field.confidence >= self.min_confidence else None
 
+    def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
+        """The one frame at time ``t`` (0 < t < 1) from ``first`` to ``last``, made as ``generate`` makes each of
+        its frames; for callers that need frames at times of their own (SemFi's retiming)."""
+        return frame_at(self.motion(first, last), first, last, t)
+
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
                  progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
-        field = self.motion(first, last)
+        field = self.motion(first, last)  # measured once, shared by every frame of the gap
         for index, t in enumerate(frame_times(count)):
-            t = float(t)
-            frame = dissolve(first, last, t) if field is None else in_between(field, first, last, t)
+            frame = frame_at(field, first, last, float(t))
             if progress:
                 progress(index + 1, count)
             yield frame
+
+
+def frame_at(field: MotionField | None, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
+    """The frame at time t along ``field``, or the dissolve where there is no trustworthy motion."""
+    return dissolve(first, last, t) if field is None else in_between(field, first, last, t)

@@ -4,26 +4,30 @@ One engine instance loads the models once (on first use) and reuses them for eve
 Per gap: the model runs the smallest 4k+1 frame count that holds the ends plus the
 requested in-betweens, with the universal LoRA and the expert for that count merged into
 the DiT; the result is brought back to exactly the requested frames at the source size
-(``semfi_parts.delivery``). ``generate_raw`` returns the model's frames untouched, for
-comparison with the authors' code. torch and diffsynth are imported only when needed.
+(``semfi_parts.delivery``), in-betweens at fractional positions made by the flow engine
+with the configured ``[engines.flow]`` settings. ``generate_raw`` returns the model's
+frames untouched, for comparison with the authors' code. torch and diffsynth are
+imported only when needed.
 
 Settings (the ``[engines.semfi]`` section of sfi.toml):
 model_dir, lora: the Wan2.1-I2V-14B-720P folder and semfi.ckpt; device: cuda, cuda:N or
 cpu; dtype: auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32; steps,
 cfg, shift: sampler (official: 50, 5.0, 5.0); negative_prompt: used when a gap has none;
 area: working size, 480p, 720p or a pixel count; memory_mode: auto, full, offload, stream.
+What SemFi needs (packages, files, device) is checked in ``semfi_parts.diagnosis``: the one
+answer for availability, ``auto`` and ``sfi doctor``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from engines.base import Engine, ProgressCallback
-from sfi_cli.errors import SfiError
+from engines.base import Check, Engine, ProgressCallback, at_depth
+from engines.errors import EngineError
+from engines.flow import FlowEngine
 
 DEFAULTS: dict[str, Any] = {
     "model_dir": "",
@@ -46,24 +50,13 @@ def resolve_dtype_name(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bfloat16" if device.startswith("cuda") else "float32"
     if dtype not in DTYPES:
-        raise SfiError(f"dtype must be auto, bfloat16, float16 or float32, got '{dtype}'")
+        raise EngineError(f"dtype must be auto, bfloat16, float16 or float32, got '{dtype}'")
     return DTYPES[dtype]
 
 
-def cuda_problem(device: str) -> str | None:
-    """Why ``device`` cannot be used (None if it can). Imports torch only for CUDA devices."""
-    if device == "cpu":
-        return None
-    if not device.startswith("cuda"):
-        return f"device must be cuda, cuda:N or cpu, got '{device}'"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU is available; SemFi needs an NVIDIA GPU (--device cpu runs it on the CPU, very slowly)"
-    index = int(device.split(":", 1)[1]) if ":" in device else 0
-    if index >= torch.cuda.device_count():
-        return f"device '{device}' does not exist (this machine has {torch.cuda.device_count()} CUDA device(s))"
-    return None
+def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with every missing (or None) one at its default."""
+    return {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
 
 
 def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limit: float | None = None):
@@ -78,56 +71,80 @@ def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limi
 
 class SemFiEngine(Engine):
     name: ClassVar[str] = "semfi"
+    uses: ClassVar[tuple[str, ...]] = ("flow",)
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, flow: FlowEngine | None = None, **settings: Any) -> None:
+        """``flow`` retimes the model's frames (``engines.load_engine`` passes the configured one)."""
+        from engines.semfi_parts import rules
+
         unknown = sorted(set(settings) - set(DEFAULTS))
         if unknown:
-            raise SfiError(f"unknown semfi setting(s): {', '.join(unknown)} (known: {', '.join(DEFAULTS)})")
-        merged = {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+            raise EngineError(f"unknown semfi setting(s): {', '.join(unknown)} (known: {', '.join(DEFAULTS)})")
+        merged = with_defaults(settings)
         super().__init__(**merged)
+        self.flow = flow if flow is not None else FlowEngine()
         self.model_dir = Path(merged["model_dir"]).expanduser()
         self.lora = Path(merged["lora"]).expanduser()
         self.device = str(merged["device"])
         self.dtype_name = resolve_dtype_name(str(merged["dtype"]), self.device)
         self.steps, self.cfg, self.shift = int(merged["steps"]), float(merged["cfg"]), float(merged["shift"])
         if self.steps < 1 or self.shift <= 0:
-            raise SfiError(f"steps must be 1 or more and shift above 0 (got steps {self.steps}, shift {self.shift})")
+            raise EngineError(f"steps must be 1 or more and shift above 0 (got steps {self.steps}, shift {self.shift})")
         self.negative_prompt = str(merged["negative_prompt"])
         self.area = merged["area"]
+        self.area_pixels = rules.area_pixels(self.area)  # a bad area is refused now, not after the models load
         self.memory_mode_setting = str(merged["memory_mode"])
         self.memory_mode: str | None = None  # the mode in use, once loaded
         self._runtime = None
 
     @classmethod
-    def unavailable_reason(cls, settings: dict[str, Any]) -> str | None:
-        from engines.semfi_parts.loading import folder_problems
+    def diagnose(cls, settings: dict[str, Any], *, thorough: bool = False) -> list[Check]:
+        from engines.semfi_parts.diagnosis import diagnose
 
-        for package in ("torch", "diffsynth", "safetensors"):
-            if importlib.util.find_spec(package) is None:
-                return f"the Python package '{package}' is missing; install sfi with the semfi extra (pip install 'sfi[semfi]')"
-        model_dir = settings.get("model_dir") or ""
-        if not model_dir:
-            return "no model folder set; put Wan2.1-I2V-14B-720P somewhere and set engines.semfi.model_dir in sfi.toml or pass --model-dir"
-        problems = folder_problems(Path(model_dir).expanduser())
-        if problems:
-            return f"{'; '.join(problems)} (in '{model_dir}'); see 'sfi doctor'"
-        lora = settings.get("lora") or ""
-        if not lora:
-            return "no LoRA checkpoint set; set engines.semfi.lora in sfi.toml to semfi.ckpt or pass --lora"
-        if not Path(lora).expanduser().is_file():
-            return f"LoRA checkpoint '{lora}' does not exist; put semfi.ckpt there or pass --lora"
-        return cuda_problem(str(settings.get("device", DEFAULTS["device"])))
+        return diagnose(with_defaults(settings), thorough=thorough)
+
+    @classmethod
+    def unavailable_reason(cls, settings: dict[str, Any]) -> str | None:
+        reason = super().unavailable_reason(settings)
+        return reason and f"{reason} ('sfi doctor' checks everything SemFi needs)"
 
     @classmethod
     def suits_auto(cls, settings: dict[str, Any]) -> bool:
         """A 14B model on the CPU takes hours per gap: auto picks SemFi only for a CUDA device."""
-        return str(settings.get("device", DEFAULTS["device"])).startswith("cuda")
+        return str(with_defaults(settings)["device"]).startswith("cuda")
+
+    @staticmethod
+    def model_frames(count: int) -> int:
+        """Frames the model runs (its generated ends included) for ``count`` in-betweens: the smallest 4k+1 that holds them."""
+        from engines.semfi_parts import rules
+
+        return rules.model_frame_count(count)
+
+    @staticmethod
+    def check_raw_size(width: int, height: int) -> None:
+        """Refuse a working size given directly (``generate_raw``'s ``size``) that the model cannot take."""
+        from engines.semfi_parts import rules
+
+        rules.check_working_size(width, height)
+
+    @classmethod
+    def notes(cls, count: int) -> dict[str, Any]:
+        from engines.semfi_parts import rules
+
+        return {"semfi_expert": rules.expert_frames(cls.model_frames(count))}
+
+    @classmethod
+    def describe(cls, count: int) -> str:
+        return f"expert {cls.notes(count)['semfi_expert']} (model runs {cls.model_frames(count)} frames)"
 
     def cache_key(self) -> dict[str, Any]:
+        """Every setting resolved (dtype, area in pixels, paths); memory_mode is left out because every mode
+        gives the same frames (tests/test_semfi_engine.py checks it), and the device counts by its kind only."""
         lora = self.lora.resolve()
         stat = lora.stat() if lora.is_file() else None
         return {
             "engine": self.name,
+            "version": self.version,
             "model_dir": str(self.model_dir.resolve()),
             "lora": str(lora),
             "lora_file": [stat.st_size, stat.st_mtime_ns] if stat else None,
@@ -137,7 +154,8 @@ class SemFiEngine(Engine):
             "cfg": self.cfg,
             "shift": self.shift,
             "negative_prompt": self.negative_prompt,
-            "area": self.area,
+            "area": self.area_pixels,
+            "flow": self.flow.cache_key(),
         }
 
     def runtime(self):
@@ -147,12 +165,13 @@ class SemFiEngine(Engine):
         return self._runtime
 
     def _load(self):
-        from engines.semfi_parts import loading, memory, mol, rules
+        from engines.semfi_parts import loading, memory, mol
+        from engines.semfi_parts.diagnosis import device_problem
 
         loading.go_offline()
-        problem = cuda_problem(self.device)
+        problem = device_problem(self.device)
         if problem:
-            raise SfiError(problem)
+            raise EngineError(problem)
         import torch
 
         layout = loading.inspect_folder(self.model_dir)
@@ -160,10 +179,9 @@ class SemFiEngine(Engine):
         loras = mol.map_checkpoint(mol.read_checkpoint(self.lora), shapes, self.lora)  # refuse a bad LoRA before loading
         dtype = getattr(torch, self.dtype_name)
         free, total = torch.cuda.mem_get_info(torch.device(self.device)) if self.device.startswith("cuda") else (None, None)
-        pixels = rules.area_pixels(self.area)
         self.memory_mode = memory.resolve_memory_mode(self.memory_mode_setting, self.device, free, layout.parameters,
-                                                      dtype.itemsize, pixels)
-        limit = memory.stream_vram_limit(total, pixels) if self.memory_mode == "stream" else None
+                                                      dtype.itemsize, self.area_pixels)
+        limit = memory.stream_vram_limit(total, self.area_pixels) if self.memory_mode == "stream" else None
         return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit)
 
     def _run(self, first: np.ndarray, last: np.ndarray, frames: int, size: tuple[int, int], *, prompt: str,
@@ -173,8 +191,6 @@ class SemFiEngine(Engine):
         from engines.semfi_parts.delivery import resize
         from engines.semfi_parts.sampler import Request
         from PIL import Image
-
-        from sfi_cli.media.formats import at_depth
 
         sampler, mixture = self.runtime()
         mixture.activate(rules.expert_index(frames))
@@ -193,7 +209,7 @@ class SemFiEngine(Engine):
         size = rules.working_size(first.shape[1], first.shape[0], self.area)
         model_frames = self._run(first, last, frames, size, prompt=prompt, negative_prompt=negative_prompt,
                                  seed=seed, progress=progress)
-        return deliver(model_frames, first, last, count)
+        return deliver(model_frames, first, last, count, self.flow.between)
 
     def generate_raw(self, first: np.ndarray, last: np.ndarray, count: int, size: tuple[int, int] | None = None, *,
                      prompt: str = "", negative_prompt: str = "", seed: int = 0,
@@ -206,6 +222,6 @@ class SemFiEngine(Engine):
 
         if size is None:
             size = rules.working_size(first.shape[1], first.shape[0], self.area)
-        rules.check_working_size(*size)
-        return self._run(first, last, rules.model_frame_count(count), size, prompt=prompt,
+        self.check_raw_size(*size)
+        return self._run(first, last, self.model_frames(count), size, prompt=prompt,
                          negative_prompt=negative_prompt, seed=seed, progress=progress)

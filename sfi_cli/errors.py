@@ -1,4 +1,5 @@
-"""The one exception type that reaches the user as a single line."""
+"""The CLI's exception for what reaches the user as a single line (engines raise their own
+``engines.errors.EngineError``, which the CLI prints the same way)."""
 
 from pathlib import Path
 

@@ -175,3 +175,28 @@ def test_dissolve_is_the_rounded_weighted_sum(t):
     expected = np.rint(np.float32(1 - t) * first.astype(np.float32) + np.float32(t) * last.astype(np.float32))
     mirrored_view = np.ascontiguousarray(last[:, ::-1])[:, ::-1]  # equals ``last``, but not contiguous
     assert np.array_equal(dissolve(first, mirrored_view, t), expected.astype(np.uint8))
+
+
+def test_between_is_the_frame_generate_makes_at_that_time():
+    first, last = view(0, 0), view(*SHIFT)
+    frames = list(FlowEngine().generate(first, last, 5))
+    assert np.array_equal(FlowEngine().between(first, last, 2 / 6), frames[1])
+    assert psnr(FlowEngine().between(first, last, 0.5), truth(0.5)) > psnr(dissolve(first, last, 0.5), truth(0.5)) + 15
+
+
+def test_between_follows_the_engines_settings():
+    first, last = view(0, 0), view(*SHIFT)
+    assert np.array_equal(FlowEngine(min_confidence=1.01).between(first, last, 0.5), dissolve(first, last, 0.5))
+    assert not np.array_equal(FlowEngine().between(first, last, 0.5), dissolve(first, last, 0.5))
+
+
+def test_cache_keys_hold_every_setting_with_defaults_and_the_engine_version(monkeypatch):
+    plain = FlowEngine().cache_key()
+    assert plain == FlowEngine(flow_width=480, min_confidence=0.35).cache_key()
+    assert plain["version"] == FlowEngine.version and plain["engine"] == "flow"
+    assert FlowEngine(flow_width=240).cache_key() != plain
+    assert FlowEngine(min_confidence=0.5).cache_key() != plain
+    fade = CrossfadeEngine().cache_key()
+    monkeypatch.setattr(FlowEngine, "version", FlowEngine.version + 1)
+    monkeypatch.setattr(CrossfadeEngine, "version", CrossfadeEngine.version + 1)
+    assert FlowEngine().cache_key() != plain and CrossfadeEngine().cache_key() != fade

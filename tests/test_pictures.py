@@ -244,13 +244,14 @@ def test_ten_bit_ramp_keeps_ten_bit_precision(tmp_path, ffmpeg_exe, sfi, engine)
 def test_semfi_delivery_brings_8_bit_model_frames_to_16_bit_ends():
     """SemFi's model works in 8 bits; its frames are delivered at the ends' depth with their colour drift
     corrected there, so a 16-bit gap holds more values than 8 bits can (the model's own detail stays 8-bit)."""
+    from engines.flow import FlowEngine
     from engines.semfi_parts.delivery import deliver
 
     ramp = np.linspace(0, 65535, 1024)
     first = np.repeat(np.rint(ramp).astype(np.uint16)[None, :, None], 8, axis=0).repeat(3, axis=2)
     last = np.clip(first.astype(np.int64) + 3000, 0, 65535).astype(np.uint16)
     model = [np.rint(frame / 257).astype(np.uint8) for frame in (first, (first / 2 + last / 2), last)]
-    frames = list(deliver(model, first, last, 1))
+    frames = list(deliver(model, first, last, 1, FlowEngine().between))
     assert len(frames) == 1 and frames[0].dtype == np.uint16
     assert len(np.unique(frames[0][..., 0])) > 256
     assert np.abs(frames[0].astype(np.float64) - (first / 2 + last / 2)).max() < 257

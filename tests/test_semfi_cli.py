@@ -184,3 +184,39 @@ def test_help_and_availability_checks_stay_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--model-dir" in result.stdout and "--raw" in result.stdout
+
+
+def linked_folder(source, target, leave_out=()):
+    """The tiny model folder again, every entry a link, without the entries named in ``leave_out``."""
+    target.mkdir()
+    for entry in source.iterdir():
+        if entry.name not in leave_out:
+            (target / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    return target
+
+
+@pytest.mark.parametrize("leave_out,item", [("Wan2.1_VAE.pth", "Wan2.1_VAE.pth"), ("google", "google/umt5-xxl/"),
+                                            ("diffusion_pytorch_model-00004-of-00007.safetensors", "DiT")])
+def test_doctor_availability_and_auto_give_one_answer(sfi, wan, images, tmp_path, leave_out, item):
+    """A broken folder: doctor's first failure is the reason semfi cannot run, the reason auto passes it
+    over, and the one-line error of --engine semfi. (device cuda, so auto would consider SemFi at all.)"""
+    from engines import auto_choice, load_engine
+    from engines.base import Check
+    from engines.errors import EngineUnavailable
+    from engines.semfi import SemFiEngine
+
+    folder = linked_folder(wan.model_dir, tmp_path / "model", {leave_out})
+    settings = {"model_dir": str(folder), "lora": str(wan.lora), "device": "cuda"}
+    result = sfi("doctor", "--model-dir", folder, "--lora", wan.lora, "--device", "cuda", "--json")
+    assert result.code == 1
+    first_failure = Check(**next(c for c in json.loads(result.stdout) if c["status"] == "fail"))
+    assert first_failure.item == item
+    reason = SemFiEngine.unavailable_reason(settings)
+    assert reason.startswith(first_failure.sentence())
+    assert auto_choice({"semfi": settings}) == ("flow", {"semfi": reason})
+    with pytest.raises(EngineUnavailable) as refused:
+        load_engine("semfi", {"semfi": settings})
+    assert reason in str(refused.value)
+    flags = ["--engine", "semfi", "--model-dir", folder, "--lora", wan.lora, "--device", "cuda"]
+    one_line_error(sfi("interpolate", *images, "-n", 3, "-o", tmp_path / "x", *flags), first_failure.sentence())
+    assert not (tmp_path / "x").exists()

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engines import resolve_name
-from engines.semfi import SemFiEngine
+from engines import load_engine, resolve_name
+from engines.flow import FlowEngine
+from engines.semfi import DEFAULTS, SemFiEngine
 from engines.semfi_parts import delivery, loading, rules
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 from tiny_wan import CLIP, DIT, ENGINE_SETTINGS, TEXT, VAE_DIM, gradient_pair, tiny_engine, tiny_wan
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
@@ -192,7 +193,7 @@ def test_drift_correction_on_a_known_colour_shift():
     times = np.linspace(0, 1, 17)
     ramp = [((1 - t) * first.astype(np.float32) + t * last.astype(np.float32)) for t in times]
     drifted = [np.clip(f + np.array([40, -20, -20]), 0, 255).astype(np.uint8) for f in ramp]
-    out = list(delivery.deliver(drifted, first, last, 15))  # 17 = 15 + 2: no retiming, only the correction
+    out = list(delivery.deliver(drifted, first, last, 15, FlowEngine().between))  # 17 = 15 + 2: no retiming, only the correction
     steps = colour_steps([first] + out + [last])
     assert max(steps) < 2 * float(np.median(steps[1:-1])) + 0.5
     uncorrected = colour_steps([first] + drifted[1:-1] + [last])
@@ -208,7 +209,7 @@ def test_retimed_frames_move_evenly():
         return frame
 
     model = [bar(10 + 4 * j) for j in range(17)]
-    out = list(delivery.deliver(model, model[0], model[-1], 12))
+    out = list(delivery.deliver(model, model[0], model[-1], 12, FlowEngine().between))
     centres = [np.nonzero(f[3, :, 0] > 150)[0].mean() for f in out]
     expected = [16 + 64 * (i + 1) / 13 for i in range(12)]
     assert np.allclose(centres, expected, atol=1.0), centres
@@ -237,7 +238,7 @@ def test_raw_gives_every_model_frame_at_the_working_size(engine, pair):
     assert len(engine.generate_raw(*pair, 3)) == 5  # size from the area setting
     small_last = np.asarray(Image.fromarray(pair[1]).resize((24, 16)))
     assert len(engine.generate_raw(pair[0], small_last, 3, (32, 32))) == 5  # ends of different sizes
-    with pytest.raises(SfiError, match="multiples of 16"):
+    with pytest.raises(EngineError, match="multiples of 16"):
         engine.generate_raw(*pair, 3, (40, 32))
 
 
@@ -271,15 +272,58 @@ def test_availability(wan):
 
 
 def test_settings_are_checked():
-    with pytest.raises(SfiError, match="unknown semfi setting"):
+    with pytest.raises(EngineError, match="unknown semfi setting"):
         SemFiEngine(stepz=3)
-    with pytest.raises(SfiError, match="dtype must be"):
+    with pytest.raises(EngineError, match="dtype must be"):
         SemFiEngine(dtype="int8")
-    with pytest.raises(SfiError, match="steps must be 1 or more"):
+    with pytest.raises(EngineError, match="steps must be 1 or more"):
         SemFiEngine(steps=0)
     assert SemFiEngine(device="cpu").dtype_name == "float32" and SemFiEngine().dtype_name == "bfloat16"
+    with pytest.raises(EngineError, match="area must be"):
+        SemFiEngine(area="huge")  # refused when built, before any model loads
     key = SemFiEngine(device="cpu", steps=7).cache_key()
     assert key["engine"] == "semfi" and key["steps"] == 7 and key["dtype"] == "float32"
+
+
+# A value other than the default for every setting; memory_mode alone leaves the frames as they are.
+CHANGED = {"model_dir": "/elsewhere", "lora": "/elsewhere/semfi.ckpt", "device": "cpu", "dtype": "float16", "steps": 49,
+           "cfg": 4.5, "shift": 3.0, "negative_prompt": "blur", "area": "720p", "memory_mode": "offload"}
+
+
+def test_cache_key_changes_with_every_setting_that_changes_the_frames(monkeypatch):
+    assert set(CHANGED) == set(DEFAULTS), "a new setting needs a case here"
+    base = SemFiEngine().cache_key()
+    assert base == SemFiEngine(**DEFAULTS).cache_key()  # defaults are written into the key
+    for name, value in CHANGED.items():
+        changed = SemFiEngine(**{name: value}).cache_key() != base
+        assert changed == (name != "memory_mode"), name
+    assert SemFiEngine(area="480p").cache_key() == SemFiEngine(area=832 * 480).cache_key()  # resolved, not as typed
+    assert SemFiEngine(flow=FlowEngine(flow_width=240)).cache_key() != base  # its retiming is part of its output
+    monkeypatch.setattr(FlowEngine, "version", FlowEngine.version + 1)
+    assert SemFiEngine().cache_key() != base
+    monkeypatch.setattr(SemFiEngine, "version", SemFiEngine.version + 1)
+    assert SemFiEngine().cache_key()["version"] == SemFiEngine.version
+
+
+def test_load_engine_hands_semfi_the_configured_flow(wan):
+    settings = {"semfi": settings_for(wan, device="cpu"), "flow": {"flow_width": 96, "min_confidence": 0.5}}
+    engine = load_engine("semfi", settings)
+    assert isinstance(engine.flow, FlowEngine) and engine.flow.flow_width == 96 and engine.flow.min_confidence == 0.5
+    assert engine.cache_key()["flow"] == FlowEngine(flow_width=96, min_confidence=0.5).cache_key()
+
+
+def test_retiming_uses_the_engines_flow(engine, pair):
+    """5 new frames from 9 model frames sit at positions 4/3, 8/3, 4, 16/3, 20/3: the whole one is a model frame,
+    the others come from ``flow.between``, so a flow that always dissolves and one that never does differ there only."""
+    configured = engine.flow
+    runs = []
+    try:
+        for min_confidence in (0.0, 1.01):
+            engine.flow = FlowEngine(min_confidence=min_confidence)
+            runs.append(list(engine.generate(*pair, 5, seed=3)))
+    finally:
+        engine.flow = configured
+    assert [np.array_equal(a, b) for a, b in zip(*runs)] == [False, False, True, False, False]
 
 
 def linked_copy(source, target):
@@ -312,8 +356,8 @@ def flf2v_shard(folder):
 
 BREAKAGES = {
     "missing text encoder": (lambda f: (f / loading.TEXT_ENCODER).unlink(), "models_t5_umt5-xxl-enc-bf16.pth missing"),
-    "missing shard": (lambda f: (f / "diffusion_pytorch_model-00003-of-00007.safetensors").unlink(), "DiT shard(s) missing: diffusion_pytorch_model-00003"),
-    "missing tokenizer": (lambda f: (f / "google").unlink(), "tokenizer folder google/umt5-xxl/ missing"),
+    "missing shard": (lambda f: (f / "diffusion_pytorch_model-00003-of-00007.safetensors").unlink(), "DiT shards missing: diffusion_pytorch_model-00003"),
+    "missing tokenizer": (lambda f: (f / "google").unlink(), "google/umt5-xxl/ missing or empty"),
     "config disagrees": (lambda f: edit_config(f, dim=128), "says dim 128 but the DiT weights have 64"),
     "text-to-video config": (lambda f: edit_config(f, model_type="t2v"), "image-to-video"),
     "broken config": (lambda f: replace_file(f, "config.json", b"{dim: 5120"), "not valid JSON"),
@@ -328,7 +372,7 @@ def test_broken_model_folders_are_refused_clearly(wan, tmp_path, breakage):
     folder = linked_copy(wan.model_dir, tmp_path / "model")
     damage, expected = BREAKAGES[breakage]
     damage(folder)
-    with pytest.raises(SfiError) as error:
+    with pytest.raises(EngineError) as error:
         SemFiEngine(model_dir=str(folder), lora=str(wan.lora), device="cpu").runtime()
     assert expected in str(error.value) and "\n" not in str(error.value)
     assert "Wan2.1-I2V-14B-720P" in str(error.value)
@@ -341,7 +385,7 @@ def test_bad_lora_is_refused_before_loading_models(wan, tmp_path):
     del state["blocks.0.lora_ffn_0.3.lora_B.bias"]
     torch.save(state, bad)
     engine = SemFiEngine(model_dir=str(wan.model_dir), lora=str(bad), device="cpu")
-    with pytest.raises(SfiError, match="1 expected keys are missing"):
+    with pytest.raises(EngineError, match="1 expected keys are missing"):
         engine.runtime()
 
 

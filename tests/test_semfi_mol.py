@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engines.semfi_parts import memory, mol
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 from tiny_wan import ADAPTED, DIT, TEXT, lora_key, random_lora_state
 
 
@@ -132,7 +132,7 @@ def test_checkpoint_forms_that_load(dit_and_state, tmp_path, wrap):
 
 
 def refusal(path, disk) -> str:
-    with pytest.raises(SfiError) as error:
+    with pytest.raises(EngineError) as error:
         load_and_map(path, disk)
     message = str(error.value)
     assert "\n" not in message and "does not fit this DiT" in message and "expected blocks.{i}" in message
@@ -172,17 +172,17 @@ def test_wrong_shapes_are_refused(dit_and_state, tmp_path):
 
 def test_unreadable_checkpoints(tmp_path, dit_and_state):
     _, disk, _ = dit_and_state
-    with pytest.raises(SfiError, match="does not exist"):
+    with pytest.raises(EngineError, match="does not exist"):
         mol.read_checkpoint(tmp_path / "nope.ckpt")
     evil = tmp_path / "pickled.ckpt"
     evil.write_bytes(pickle.dumps({"blocks.0": pickle.PickleBuffer}, protocol=2))  # a class: refused by weights_only
-    with pytest.raises(SfiError, match="cannot read LoRA checkpoint"):
+    with pytest.raises(EngineError, match="cannot read LoRA checkpoint"):
         mol.read_checkpoint(evil)
-    with pytest.raises(SfiError, match="not a dict of tensors"):
+    with pytest.raises(EngineError, match="not a dict of tensors"):
         mol.read_checkpoint(save(tmp_path, [torch.zeros(2)], "list.ckpt"))
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not safetensors at all")
-    with pytest.raises(SfiError, match="cannot read LoRA checkpoint"):
+    with pytest.raises(EngineError, match="cannot read LoRA checkpoint"):
         mol.read_checkpoint(garbage)
 
 
@@ -216,9 +216,9 @@ def test_memory_mode_setting_is_respected_and_checked():
     assert memory.resolve_memory_mode("auto", "cpu", None, WAN_14B, 4, 1000) == "full"
     assert memory.resolve_memory_mode("stream", "cuda", 80 * GIB, WAN_14B, 2, 1000) == "stream"
     assert memory.resolve_memory_mode("auto", "cuda:0", 10 * GIB, WAN_14B, 2, 1000) == "stream"
-    with pytest.raises(SfiError, match="on device 'cpu'"):
+    with pytest.raises(EngineError, match="on device 'cpu'"):
         memory.resolve_memory_mode("offload", "cpu", None, WAN_14B, 4, 1000)
-    with pytest.raises(SfiError, match="memory mode must be"):
+    with pytest.raises(EngineError, match="memory mode must be"):
         memory.resolve_memory_mode("disk", "cuda", 1, WAN_14B, 2, 1000)
     assert memory.vram_config("full", "cuda", torch.bfloat16) is None
     assert memory.vram_config("offload", "cuda", torch.bfloat16)["onload_device"] == "cuda"

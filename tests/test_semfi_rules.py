@@ -13,7 +13,7 @@ import torch
 
 from engines.semfi_parts import rules
 from engines.semfi_parts.sampler import make_scheduler
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 
 
 def doc_model_frames(new_frames: int) -> int:
@@ -143,9 +143,9 @@ def test_working_size_keeps_aspect_and_area(source, area, expected):
 
 
 def test_bad_area_and_raw_size_are_user_errors():
-    with pytest.raises(SfiError, match="480p, 720p"):
+    with pytest.raises(EngineError, match="480p, 720p"):
         rules.area_pixels("1080i")
-    with pytest.raises(SfiError, match="multiples of 16"):
+    with pytest.raises(EngineError, match="multiples of 16"):
         rules.check_working_size(100, 64)
     rules.check_working_size(96, 64)
 

@@ -8,6 +8,8 @@
 - ``memory``: what each GPU memory mode needs and which one fits.
 - ``sampler``: conditioning, the flow-matching sampling loop and decoding.
 - ``delivery``: turns the model's frames into exactly the frames an editor asked for.
+- ``diagnosis``: whether everything SemFi needs is here (``SemFiEngine.diagnose``), for
+  availability, ``auto`` and ``sfi doctor`` alike.
 
 Only ``engines/semfi.py`` imports these, and only once the engine is used.
 """

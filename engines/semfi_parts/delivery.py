@@ -8,8 +8,8 @@
    model frames 0 and F-1 are then A and B themselves.
 3. Retiming: in-between i of N sits at time i/(N+1), i.e. at position i(F-1)/(N+1) on the
    model's frame axis. A whole position is that model frame; a fractional one is made
-   from its two neighbouring model frames with the optical-flow engine's in-betweening,
-   so motion timing stays even without ghosting.
+   from its two neighbouring model frames by the flow engine's ``between`` (built with
+   the configured ``[engines.flow]`` settings), so motion timing stays even without ghosting.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from engines.base import at_depth
 from engines.semfi_parts.rules import frame_positions
-from sfi_cli.media.formats import at_depth
 
 DRIFT_CELL = 32  # the drift correction keeps detail coarser than 1/32 of the frame only
 
@@ -73,19 +73,14 @@ def corrected_frames(model_frames: list[np.ndarray], first: np.ndarray, last: np
     return frame
 
 
-def between(earlier: np.ndarray, later: np.ndarray, t: float) -> np.ndarray:
-    """The frame at fraction ``t`` from ``earlier`` to ``later`` (neighbouring model frames), made
-    the way the flow engine makes in-betweens (a dissolve where it finds no trustworthy motion)."""
-    from engines.crossfade import dissolve
-    from engines.flow import FlowEngine, in_between
-
-    field = FlowEngine().motion(earlier, later)
-    return dissolve(earlier, later, t) if field is None else in_between(field, earlier, later, t)
+Between = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+"""``between(earlier, later, t)``: the frame at fraction t from one frame to the next (``FlowEngine.between``)."""
 
 
-def deliver(model_frames: list[np.ndarray], first: np.ndarray, last: np.ndarray, count: int) -> Iterator[np.ndarray]:
+def deliver(model_frames: list[np.ndarray], first: np.ndarray, last: np.ndarray, count: int,
+            between: Between) -> Iterator[np.ndarray]:
     """Exactly ``count`` evenly timed in-betweens at the size of ``first``/``last``, one at a time
-    (a long gap is far more frames than the model made)."""
+    (a long gap is far more frames than the model made); fractional positions are made by ``between``."""
     frame = corrected_frames(model_frames, first, last)
     for position in frame_positions(count, len(model_frames)):
         whole = int(np.floor(position + 1e-9))

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sfi_cli.errors import SfiError
+from engines.base import Check
+from engines.errors import EngineError
 
 CONFIG = "config.json"
 DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
@@ -60,33 +61,53 @@ def dit_shards(model_dir: Path) -> list[Path]:
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (ValueError, KeyError, TypeError) as error:
-            raise SfiError(f"'{index}' is not a valid safetensors index ({error}); {DOWNLOAD_HINT}") from None
+            raise EngineError(f"'{index}' is not a valid safetensors index ({error}); {DOWNLOAD_HINT}") from None
         return [model_dir / name for name in sorted(set(weight_map.values()))]
     return [model_dir / DIT_SINGLE]
 
 
-def folder_problems(model_dir: Path) -> list[str]:
-    """What is missing from a Wan2.1-I2V folder, one short phrase each (empty: complete). No torch needed."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return [f"model folder '{model_dir}' does not exist"]
-    problems = []
-    if not (model_dir / DIT_INDEX).is_file() and not (model_dir / DIT_SINGLE).is_file():
-        problems.append(f"no DiT weights ({DIT_INDEX} and its shards)")
-    else:
-        try:
-            missing = [p.name for p in dit_shards(model_dir) if not p.is_file()]
-        except SfiError as error:
-            missing = [str(error)]
-        if missing:
-            problems.append(f"DiT shard(s) missing: {', '.join(missing)}")
+def size_text(num_bytes: int) -> str:
+    """A file size as a person reads it."""
+    if num_bytes < 100_000:
+        return f"{num_bytes} bytes"
+    return f"{num_bytes / 1e9:.2f} GB" if num_bytes >= 1e8 else f"{num_bytes / 1e6:.1f} MB"
+
+
+def folder_checks(model_dir: str | Path) -> list[Check]:
+    """Every file a Wan2.1-I2V folder needs, one check each (no torch needed); ``model_dir`` "" means not set."""
+    if not str(model_dir):
+        return [Check("fail", "model folder", "not set",
+                      "set engines.semfi.model_dir in sfi.toml (or pass --model-dir) to the Wan2.1-I2V-14B-720P folder")]
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        return [Check("fail", "model folder", f"'{folder}' does not exist", f"{DOWNLOAD_HINT}, or fix model_dir")]
+    checks = [_dit_check(folder)]
     for name in (CONFIG, TEXT_ENCODER, IMAGE_ENCODER, VAE):
-        if not (model_dir / name).is_file():
-            problems.append(f"{name} missing")
-    tokenizer = model_dir / TOKENIZER
-    if not tokenizer.is_dir() or not any((tokenizer / n).is_file() for n in ("tokenizer.json", "spiece.model")):
-        problems.append(f"tokenizer folder {TOKENIZER}/ missing or empty")
-    return problems
+        path = folder / name
+        checks.append(Check("ok", name, size_text(path.stat().st_size)) if path.is_file()
+                      else Check("fail", name, "missing", f"download {name} into '{folder}'"))
+    tokenizer = folder / TOKENIZER
+    files = sorted(p.name for p in tokenizer.iterdir()) if tokenizer.is_dir() else []
+    if any(n in files for n in ("tokenizer.json", "spiece.model")):
+        checks.append(Check("ok", f"{TOKENIZER}/", ", ".join(files)))
+    else:
+        checks.append(Check("fail", f"{TOKENIZER}/", "missing or empty", f"download the {TOKENIZER} folder into '{folder}'"))
+    return checks
+
+
+def _dit_check(folder: Path) -> Check:
+    if (folder / DIT_INDEX).is_file():
+        try:
+            shards = dit_shards(folder)
+        except EngineError as error:
+            return Check("fail", "DiT", str(error), f"download {DIT_INDEX} again")
+        missing = [p.name for p in shards if not p.is_file()]
+        if missing:
+            return Check("fail", "DiT", f"shards missing: {', '.join(missing)}", f"download the missing shard(s) into '{folder}'")
+        return Check("ok", "DiT", f"{len(shards)} shards + index, {size_text(sum(p.stat().st_size for p in shards))}")
+    if (folder / DIT_SINGLE).is_file():
+        return Check("ok", "DiT", f"{DIT_SINGLE}, {size_text((folder / DIT_SINGLE).stat().st_size)}")
+    return Check("fail", "DiT", f"{DIT_INDEX} missing", DOWNLOAD_HINT)
 
 
 @dataclass
@@ -118,7 +139,7 @@ def _safetensors_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
                 for key in handle.keys():
                     shapes[key] = tuple(handle.get_slice(key).get_shape())
         except Exception as error:  # safetensors raises its own error types for damaged files
-            raise SfiError(f"cannot read DiT shard '{path}' ({error}); the file is damaged or incomplete, {DOWNLOAD_HINT}") from None
+            raise EngineError(f"cannot read DiT shard '{path}' ({error}); the file is damaged or incomplete, {DOWNLOAD_HINT}") from None
     return shapes
 
 
@@ -129,7 +150,7 @@ def _pth_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     try:
         state = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
     except Exception as error:  # torch raises many types for damaged or foreign files
-        raise SfiError(f"cannot read '{path}' ({type(error).__name__}: {str(error)[:120]}); {DOWNLOAD_HINT}") from None
+        raise EngineError(f"cannot read '{path}' ({type(error).__name__}: {str(error)[:120]}); {DOWNLOAD_HINT}") from None
     if isinstance(state, dict) and len(state) == 1 and isinstance(next(iter(state.values())), dict):
         state = next(iter(state.values()))
     return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
@@ -138,7 +159,7 @@ def _pth_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def _require(shapes: dict, keys: list[str], what: str, path: Path) -> None:
     missing = [k for k in keys if k not in shapes]
     if missing:
-        raise SfiError(f"'{path}' is not a {what}: it lacks '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        raise EngineError(f"'{path}' is not a {what}: it lacks '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                        + f"; {DOWNLOAD_HINT}")
 
 
@@ -148,17 +169,17 @@ def dit_architecture(model_dir: Path, shapes: dict[str, tuple[int, ...]]) -> tup
     try:
         config = json.loads(path.read_text())
     except ValueError as error:
-        raise SfiError(f"'{path}' is not valid JSON ({error}); {DOWNLOAD_HINT}") from None
+        raise EngineError(f"'{path}' is not valid JSON ({error}); {DOWNLOAD_HINT}") from None
     if config.get("model_type") != "i2v":
-        raise SfiError(f"'{path}' describes a '{config.get('model_type')}' model; SemFi needs the image-to-video model, {DOWNLOAD_HINT}")
+        raise EngineError(f"'{path}' describes a '{config.get('model_type')}' model; SemFi needs the image-to-video model, {DOWNLOAD_HINT}")
     if "img_emb.emb_pos" in shapes:
-        raise SfiError(f"'{model_dir}' holds Wan2.1-FLF2V (first-last-frame) weights; SemFi is trained on Wan2.1-I2V, {DOWNLOAD_HINT}")
+        raise EngineError(f"'{model_dir}' holds Wan2.1-FLF2V (first-last-frame) weights; SemFi is trained on Wan2.1-I2V, {DOWNLOAD_HINT}")
     _require(shapes, ["patch_embedding.weight", "text_embedding.0.weight", "time_embedding.0.weight", "head.head.weight",
                       "img_emb.proj.1.weight", "blocks.0.cross_attn.k_img.weight", "blocks.0.ffn.0.weight"],
              "Wan2.1-I2V DiT", model_dir / DIT_INDEX)
     missing_keys = [k for k in ("dim", "ffn_dim", "freq_dim", "in_dim", "num_heads", "num_layers", "out_dim") if k not in config]
     if missing_keys:
-        raise SfiError(f"'{path}' lacks {', '.join(missing_keys)}; {DOWNLOAD_HINT}")
+        raise EngineError(f"'{path}' lacks {', '.join(missing_keys)}; {DOWNLOAD_HINT}")
     dim, in_dim, pt, ph, pw = shapes["patch_embedding.weight"]
     blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("blocks.")}
     seen = {
@@ -171,12 +192,12 @@ def dit_architecture(model_dir: Path, shapes: dict[str, tuple[int, ...]]) -> tup
     }
     for key, value in seen.items():
         if config[key] != value:
-            raise SfiError(f"'{path}' says {key} {config[key]} but the DiT weights have {value}; "
+            raise EngineError(f"'{path}' says {key} {config[key]} but the DiT weights have {value}; "
                            f"config and weights come from different models, {DOWNLOAD_HINT}")
     if dim % config["num_heads"]:
-        raise SfiError(f"'{path}': dim {dim} is not divisible by num_heads {config['num_heads']}; {DOWNLOAD_HINT}")
+        raise EngineError(f"'{path}': dim {dim} is not divisible by num_heads {config['num_heads']}; {DOWNLOAD_HINT}")
     if in_dim != 36:
-        raise SfiError(f"the DiT in '{model_dir}' takes {in_dim} input channels, not 36 (16 latent + 4 mask + 16 guidance); {DOWNLOAD_HINT}")
+        raise EngineError(f"the DiT in '{model_dir}' takes {in_dim} input channels, not 36 (16 latent + 4 mask + 16 guidance); {DOWNLOAD_HINT}")
     architecture = dict(seen, text_dim=shapes["text_embedding.0.weight"][1], eps=float(config.get("eps", 1e-6)),
                         num_heads=int(config["num_heads"]), patch_size=(pt, ph, pw), has_image_input=True)
     return architecture, int(config.get("text_len", 512))
@@ -201,7 +222,7 @@ def image_encoder_architecture(shapes: dict, path: Path) -> dict[str, Any]:
     width, _, patch, _ = shapes["visual.patch_embedding.weight"]
     grid = round((shapes["visual.pos_embedding"][1] - 1) ** 0.5)
     if width != 1280 or grid * grid != 256:
-        raise SfiError(f"'{path}' yields {grid * grid + 1} tokens of width {width}; the Wan DiT needs 257 x 1280 (ViT-H/14 at 224 px), {DOWNLOAD_HINT}")
+        raise EngineError(f"'{path}' yields {grid * grid + 1} tokens of width {width}; the Wan DiT needs 257 x 1280 (ViT-H/14 at 224 px), {DOWNLOAD_HINT}")
     return dict(vision_dim=width, patch_size=patch, image_size=grid * patch, vision_heads=width // CLIP_HEAD_DIM,
                 vision_mlp_ratio=shapes["visual.transformer.0.mlp.0.weight"][0] / width,
                 vision_layers=len({k.split(".")[2] for k in shapes if k.startswith("visual.transformer.")}),
@@ -213,23 +234,23 @@ def vae_architecture(shapes: dict, path: Path) -> dict[str, Any]:
     _require(shapes, ["encoder.conv1.weight", "conv2.weight", "decoder.conv1.weight"], "Wan2.1 VAE", path)
     z_dim = shapes["conv2.weight"][0]
     if z_dim != 16:
-        raise SfiError(f"'{path}' has {z_dim} latent channels, not 16 (is it the Wan2.2 VAE?); {DOWNLOAD_HINT}")
+        raise EngineError(f"'{path}' has {z_dim} latent channels, not 16 (is it the Wan2.2 VAE?); {DOWNLOAD_HINT}")
     return dict(dim=shapes["encoder.conv1.weight"][0], z_dim=z_dim)
 
 
 def inspect_folder(model_dir: Path) -> WanLayout:
     """Check a model folder and read every architecture from it, without loading weights."""
     model_dir = Path(model_dir)
-    problems = folder_problems(model_dir)
+    problems = [f"{check.item} {check.detail}" for check in folder_checks(model_dir) if check.failed]
     if problems:
-        raise SfiError(f"model folder '{model_dir}' is incomplete: {'; '.join(problems)}; {DOWNLOAD_HINT} or pass --model-dir")
+        raise EngineError(f"model folder '{model_dir}' is incomplete: {'; '.join(problems)}; {DOWNLOAD_HINT} or pass --model-dir")
     files = dit_shards(model_dir)
     dit_shapes = _safetensors_shapes(files)
     dit, text_len = dit_architecture(model_dir, dit_shapes)
     text_shapes = _pth_shapes(model_dir / TEXT_ENCODER)
     text_encoder = text_encoder_architecture(text_shapes, model_dir / TEXT_ENCODER)
     if text_encoder["dim"] != dit["text_dim"]:
-        raise SfiError(f"the text encoder is {text_encoder['dim']} wide but the DiT expects {dit['text_dim']}; "
+        raise EngineError(f"the text encoder is {text_encoder['dim']} wide but the DiT expects {dit['text_dim']}; "
                        f"the files come from different models, {DOWNLOAD_HINT}")
     clip_shapes = _pth_shapes(model_dir / IMAGE_ENCODER)
     vae_shapes = _pth_shapes(model_dir / VAE)
@@ -314,7 +335,7 @@ def load_models(layout: WanLayout, device: str, dtype, vram_config: dict | None 
                 return load_model(model_class, path, config, torch_dtype=dtype, device=device,
                                   state_dict_converter=converter, use_disk_map=True, **options)
             except (RuntimeError, KeyError) as error:
-                raise SfiError(f"cannot load '{paths[0]}' into the {model_class.__name__} read from its shapes "
+                raise EngineError(f"cannot load '{paths[0]}' into the {model_class.__name__} read from its shapes "
                                f"({str(error).splitlines()[0][:160]}); {DOWNLOAD_HINT}") from None
 
         dit = load(WanModel, DIT_CLASS, layout.dit_files, layout.dit)
@@ -326,7 +347,7 @@ def load_models(layout: WanLayout, device: str, dtype, vram_config: dict | None 
             tokenizer = HuggingfaceTokenizer(name=str(layout.tokenizer), seq_len=layout.text_len, clean="whitespace",
                                              local_files_only=True)
         except (OSError, ValueError) as error:
-            raise SfiError(f"cannot load the tokenizer in '{layout.tokenizer}' ({str(error).splitlines()[0][:160]}); {DOWNLOAD_HINT}") from None
+            raise EngineError(f"cannot load the tokenizer in '{layout.tokenizer}' ({str(error).splitlines()[0][:160]}); {DOWNLOAD_HINT}") from None
     for model in (dit, text_encoder, image_encoder, vae):
         model.eval().requires_grad_(False)
     return WanModels(dit, text_encoder, image_encoder, vae, tokenizer)

@@ -12,7 +12,7 @@ Sizes come from the parameter counts of the actual files; activation needs are e
 
 from __future__ import annotations
 
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 
 MEMORY_MODES = ("full", "offload", "stream")
 GIB = 1024**3
@@ -57,10 +57,10 @@ def resolve_memory_mode(setting: str, device: str, free_bytes: int | None, param
                         dtype_bytes: int, area_pixels: int) -> str:
     """The mode to use for the ``memory_mode`` setting (``auto`` or a mode name) on ``device``."""
     if setting not in ("auto",) + MEMORY_MODES:
-        raise SfiError(f"memory mode must be auto, {', '.join(MEMORY_MODES)}; got '{setting}'")
+        raise EngineError(f"memory mode must be auto, {', '.join(MEMORY_MODES)}; got '{setting}'")
     if not device.startswith("cuda"):
         if setting not in ("auto", "full"):
-            raise SfiError(f"memory mode '{setting}' moves models to and from a GPU; on device '{device}' use auto or full")
+            raise EngineError(f"memory mode '{setting}' moves models to and from a GPU; on device '{device}' use auto or full")
         return "full"
     if setting == "auto":
         return choose_memory_mode(free_bytes or 0, parameters, dtype_bytes, area_pixels)

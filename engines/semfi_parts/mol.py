@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 
 LORA_COUNT = 7
 UNIVERSAL = 0  # always on; indices 1..6 are the experts
@@ -55,7 +55,7 @@ def read_checkpoint(path: Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise SfiError(f"LoRA checkpoint '{path}' does not exist; put semfi.ckpt there or pass --lora")
+        raise EngineError(f"LoRA checkpoint '{path}' does not exist; put semfi.ckpt there or pass --lora")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -69,11 +69,11 @@ def read_checkpoint(path: Path) -> dict:
                     raise
                 state = torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as error:  # torch / safetensors raise many types for foreign or damaged files
-        raise SfiError(f"cannot read LoRA checkpoint '{path}' as plain tensors ({type(error).__name__}: "
+        raise EngineError(f"cannot read LoRA checkpoint '{path}' as plain tensors ({type(error).__name__}: "
                        f"{str(error).splitlines()[0][:120]}); {USE_OFFICIAL}") from None
     state = unwrap(state)
     if not isinstance(state, dict):
-        raise SfiError(f"LoRA checkpoint '{path}' holds a {type(state).__name__}, not a dict of tensors; {USE_OFFICIAL}")
+        raise EngineError(f"LoRA checkpoint '{path}' holds a {type(state).__name__}, not a dict of tensors; {USE_OFFICIAL}")
     return state
 
 
@@ -153,7 +153,7 @@ def map_checkpoint(state: dict, shapes: dict[str, tuple[int, int]], path: Path) 
         if missing:
             summary.append(f"{len(missing)} expected keys are missing (first: {', '.join(missing[:3])})")
         summary.append(f"expected {EXPECTED}; {USE_OFFICIAL}")
-        raise SfiError("; ".join(summary))
+        raise EngineError("; ".join(summary))
     return loras
 
 

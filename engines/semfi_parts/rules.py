@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from sfi_cli.errors import SfiError
+from engines.errors import EngineError
 
 # Frame counts the six expert LoRAs were trained on; LoRA index 1..6 in this order.
 EXPERT_FRAME_COUNTS = (5, 9, 17, 33, 65, 81)
@@ -52,9 +52,9 @@ def area_pixels(area: str | int) -> int:
     elif isinstance(area, str) and area.isdigit():
         pixels = int(area)
     else:
-        raise SfiError(f"area must be 480p, 720p or a pixel count, got '{area}'")
+        raise EngineError(f"area must be 480p, 720p or a pixel count, got '{area}'")
     if pixels < SIZE_STEP * SIZE_STEP:
-        raise SfiError(f"area {pixels} is too small; use at least {SIZE_STEP * SIZE_STEP} pixels (or 480p / 720p)")
+        raise EngineError(f"area {pixels} is too small; use at least {SIZE_STEP * SIZE_STEP} pixels (or 480p / 720p)")
     return pixels
 
 
@@ -70,7 +70,7 @@ def working_size(width: int, height: int, area: str | int) -> tuple[int, int]:
 def check_working_size(width: int, height: int) -> None:
     """A size given directly (``--raw --size``) must be multiples of 16."""
     if width % SIZE_STEP or height % SIZE_STEP or width <= 0 or height <= 0:
-        raise SfiError(f"--size {width}x{height} does not suit the model: width and height must be positive "
+        raise EngineError(f"--size {width}x{height} does not suit the model: width and height must be positive "
                        f"multiples of {SIZE_STEP} (e.g. {max(SIZE_STEP, round(width / SIZE_STEP) * SIZE_STEP)}x"
                        f"{max(SIZE_STEP, round(height / SIZE_STEP) * SIZE_STEP)})")
 

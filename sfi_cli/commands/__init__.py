@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from engines.errors import EngineError
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as stopped:
         click.echo("sfi: interrupted", err=True)
         sys.exit(stopped.exit_code)
-    except SfiError as error:
+    except (SfiError, EngineError) as error:
         click.echo(f"sfi: error: {error}", err=True)
         sys.exit(error.exit_code)
     except click.ClickException as error:

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from engines.base import at_depth  # noqa: F401 (media code takes it from here)
 from sfi_cli.errors import SfiError
 
 # swscale's names for the YUV matrices ffmpeg reports (zscale takes ffmpeg's own names).
@@ -47,16 +48,6 @@ def rgb_format(bit_depth: int) -> str:
 def rgb_format_of(frame: np.ndarray) -> str:
     """The ffmpeg layout of an engine's RGB frame, by its dtype."""
     return RGB_FORMATS[frame.dtype]
-
-
-def at_depth(frame: np.ndarray, dtype) -> np.ndarray:
-    """An RGB frame as uint8 or uint16 (full scale both: 255 <-> 65535)."""
-    dtype = np.dtype(dtype)
-    if frame.dtype == dtype:
-        return frame
-    if dtype == np.uint16:
-        return frame.astype(np.uint16) * 257
-    return ((frame.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 @lru_cache(maxsize=8)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from sfi_cli.media.targets import ContactSheet
 from sfi_cli.render.workdir import GapCache, gap_key
-from sfi_cli.timeline.describe import semfi_expert
 from sfi_cli.timeline.model import Gap, Plan
 
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ class GapMaker:
             "frames": gap.count, "output_start": gap.output_start, "prompt": gap.prompt,
             "negative_prompt": gap.negative_prompt, "seed": gap.seed, "key": key, "cached": cached,
             "seconds": round(time.monotonic() - started, 3),
-            **({"semfi_expert": semfi_expert(gap.count)[1]} if engine.name == "semfi" else {}),
+            **engine.notes(gap.count),
         })
 
 

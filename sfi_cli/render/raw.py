@@ -21,20 +21,19 @@ from sfi_cli.media.publish import output_lock
 
 def run_raw(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     """Run SemFi once and write every model frame; returns the summary ``--json`` prints."""
-    from engines.semfi_parts.rules import model_frame_count
+    from engines.semfi import SemFiEngine
 
     with output_lock(job.target.path):
-        validate(job, model_frame_count(max(1, job.frames)))  # a bad --frames is refused by validate
+        validate(job, SemFiEngine.model_frames(max(1, job.frames)))  # a bad --frames is refused by validate
         return _run_raw(job, ffmpeg=ffmpeg, crf=crf, preset=preset, reporter=reporter)
 
 
 def _run_raw(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     from engines import load_engine, resolve_name
-
-    from engines.semfi_parts.rules import check_working_size
+    from engines.semfi import SemFiEngine
 
     if job.size is not None:
-        check_working_size(*job.size)
+        SemFiEngine.check_raw_size(*job.size)
     if job.include_ends:
         raise SfiError("--raw output already holds the model's own end frames; drop --include-ends")
     if resolve_name(job.engine, job.engine_settings) != "semfi":

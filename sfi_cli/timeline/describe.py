@@ -1,4 +1,5 @@
-"""The plan as ``--dry-run`` prints it: shots, gaps with frame counts, engine and SemFi expert."""
+"""The plan as ``--dry-run`` prints it: shots, gaps with frame counts, engine and the engine's own note
+(``Engine.describe``: SemFi's expert, for one)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,8 @@ from sfi_cli.timeline.model import Footage, Gap, Generated, Plan, Still
 from sfi_cli.timeline.timecode import format_rate
 
 
-def semfi_expert(new_frames: int) -> tuple[int, int]:
-    """(frames the SemFi model runs, the expert's trained frame count) for ``new_frames`` in-betweens.
-
-    The one place the CLI asks SemFi's rules about the expert (for the dry run and the manifest)."""
-    from engines.semfi_parts.rules import expert_frames, model_frame_count
-
-    model_frames = model_frame_count(new_frames)
-    return model_frames, expert_frames(model_frames)
-
-
 def describe(plan: Plan) -> list[str]:
-    """The plan as lines for ``--dry-run``: shots, gaps with frame counts, engine and SemFi expert."""
+    """The plan as lines for ``--dry-run``: shots, gaps with frame counts, engine and its note."""
     width, height = plan.size
     lines = [f"plan: {plan.total_frames} frames ({float(plan.total_frames / plan.rate):.3f} s) at "
              f"{format_rate(plan.rate)} fps, {width}x{height}, {plan.codec} {plan.pix_fmt} -> {plan.output}"]
@@ -28,7 +19,7 @@ def describe(plan: Plan) -> list[str]:
             following = plan.segments[index + 2] if index + 2 < len(plan.segments) else None
             if not (isinstance(following, Generated) and plan.gaps[following.gap].mode == "slowmo"):
                 lines.append(f"  slowmo   {len(slow)} gaps of {slow[0].count} new frames ({sum(g.count for g in slow)} in all), "
-                             f"engine {slow[0].engine}, {expert_text(slow[0])}  [{slow[0].label} ... {slow[-1].label.split(', ')[-1]}]")
+                             f"engine {slow[0].engine}{engine_note(slow[0])}  [{slow[0].label} ... {slow[-1].label.split(', ')[-1]}]")
                 slow = []
         elif isinstance(segment, Footage) and segment.frames == 1 and _between_slowmo(plan, index):
             continue
@@ -39,8 +30,8 @@ def describe(plan: Plan) -> list[str]:
             lines.append(f"  still    {plan.sources[segment.source].path.name} held {segment.frames} frames")
         else:
             gap = plan.gaps[segment.gap]
-            lines.append(f"  gap {gap.index + 1:<4} {gap.count} new frames, {gap.mode}, engine {gap.engine}, "
-                         f"{expert_text(gap)}  [{gap.label}]" + (f" prompt: {gap.prompt!r}" if gap.prompt else ""))
+            lines.append(f"  gap {gap.index + 1:<4} {gap.count} new frames, {gap.mode}, engine {gap.engine}"
+                         f"{engine_note(gap)}  [{gap.label}]" + (f" prompt: {gap.prompt!r}" if gap.prompt else ""))
     lines.append(f"{len(plan.gaps)} gaps, {plan.generated_frames} generated frames; audio tracks: {len(plan.audio)}; "
                  f"subtitle tracks: {len(plan.subtitles)}; attachments: {len(plan.attachments)}; "
                  f"chapters: {len(plan.chapters)}")
@@ -53,8 +44,9 @@ def _between_slowmo(plan: Plan, index: int) -> bool:
     return any(isinstance(n, Generated) and plan.gaps[n.gap].mode == "slowmo" for n in neighbours)
 
 
-def expert_text(gap: Gap) -> str:
-    if gap.engine != "semfi":
-        return "expert -"
-    model_frames, expert = semfi_expert(gap.count)
-    return f"expert {expert} (model runs {model_frames} frames)"
+def engine_note(gap: Gap) -> str:
+    """", <what the gap's engine says it will do>", or "" when the engine has nothing to add."""
+    from engines import engine_class
+
+    note = engine_class(gap.engine).describe(gap.count)
+    return f", {note}" if note else ""
