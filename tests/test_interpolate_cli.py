@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import count_video_frames, peak_rss_kib, textured_image
+from helpers import count_video_frames, peak_rss_kib, textured_image
 from sfi_cli.errors import SfiError
 from sfi_cli.media.ffmpeg import decode_frames
 from sfi_cli.media.targets import parse_target, write_frames

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from clips import make_clip
-from conftest import count_video_frames, textured_image
+from helpers import count_video_frames, textured_image
 
 SFI = [sys.executable, "-m", "sfi_cli"]
 

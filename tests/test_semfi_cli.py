@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import count_video_frames
+from helpers import count_video_frames
 from tiny_wan import gradient_pair, tiny_wan
 
 
