@@ -266,8 +266,7 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
 # Transition settings written once in [defaults] when every transition agrees; each transition keeps its
 # own length and prompt (the editor fills in prompts one by one).
 SHARED_TRANSITION_KEYS = ("mode", "seed", "audio", "engine", "negative_prompt")
-KEY_NOTES = {"mode": "insert: add frames at each cut; replace: overwrite frames around it",
-             "audio": "under inserted transitions: crossfade (both sides' sound) or silence"}
+KEY_NOTES = {name: TRANSITION_KEYS[name].help for name in ("mode", "audio")}  # the flags' help, as comments
 
 
 def recipe_text(recipe: Recipe, *, header: str = "", notes: Sequence[str] = (), relative: bool = False) -> str:
