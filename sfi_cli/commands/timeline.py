@@ -86,6 +86,7 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
     import os
 
     from sfi_cli.timeline.fill import cut_notes, cut_recipe, detect_video, recipe_header, transition_frames
+    from sfi_cli.media.formats import CODEC_BY_SUFFIX
     from sfi_cli.media.probe import probe
     from sfi_cli.media.publish import refuse_inputs, require_writable_folder, write_text
     from sfi_cli.timeline.recipe import recipe_text
@@ -102,7 +103,7 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
     if recipe is not None:
         length = transition_frames(info, config["fill.seconds"], frames)
         relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
-        output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}"
+        output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in CODEC_BY_SUFFIX else '.mp4'}"
         cuts_recipe = cut_recipe(recipe, recipe.parent / relative, detection.cuts, info.frame_count, frames=length,
                                  mode=config["fill.mode"], output=recipe.parent / output, audio=config["fill.audio"])
         write_text(recipe, recipe_text(cuts_recipe, header=recipe_header(info, detection, "sfi detect"),
