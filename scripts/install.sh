@@ -17,7 +17,4 @@ esac
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade pip
 pip install -q -e ".${extras}"
-# PySceneDetect declares the GUI OpenCV build; installing it without its declared
-# dependencies keeps the single headless cv2 (its real needs are in our own list).
-pip install -q --no-deps "scenedetect==0.7.2"
 .venv/bin/python -c "import cv2, scenedetect" || { echo "install check failed: cv2/scenedetect do not import" >&2; exit 1; }

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tomllib
+from pathlib import Path
 
+import click
 import pytest
 
 from sfi_cli.config import load_config
+from sfi_cli.config.schema import SCHEMA
 from sfi_cli.errors import SfiError
 
 
@@ -36,25 +41,55 @@ def test_lookup_order_explicit_then_cwd_then_user(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ({"fill__seconds": float("nan")}, "--seconds (config 'fill.seconds') must be an integer or a finite number of at least 0, got nan"),
-    ({"fill__seconds": float("-inf")}, "--seconds (config 'fill.seconds') must be"),
-    ({"detect__threshold": -1.0}, "--threshold (config 'detect.threshold') must be an integer or a finite number of at least 0, got -1.0"),
+    ({"fill.seconds": float("nan")}, "--seconds (config 'fill.seconds') must be an integer or a finite number of at least 0, got nan"),
+    ({"fill.seconds": float("-inf")}, "--seconds (config 'fill.seconds') must be"),
+    ({"detect.threshold": -1.0}, "--threshold (config 'detect.threshold') must be an integer or a finite number of at least 0, got -1.0"),
     ({"engine": "magic"}, "--engine (config 'engine') must be one of auto, crossfade, flow, semfi, got 'magic'"),
-    ({"engines__semfi__cfg": float("inf")}, "--cfg (config 'engines.semfi.cfg') must be"),
-    ({"output__crf": 99}, "'output.crf' must be an integer from 0 to 51, got 99"),
+    ({"engines.semfi.cfg": float("inf")}, "--cfg (config 'engines.semfi.cfg') must be"),
+    ({"output.crf": 99}, "'output.crf' must be an integer from 0 to 51, got 99"),
+    ({"fill.mode": "replace", "fill.seconds": -1.0}, "--seconds (config 'fill.seconds') must be"),
 ])
 def test_flag_values_are_checked_against_the_schema(tmp_path, flags, expected):
     config = load_config(write(tmp_path / "c.toml", "engine = 'crossfade'\n"))
     with pytest.raises(SfiError) as error:
-        config.override(**flags)
+        config.with_flags(flags)
     assert expected in str(error.value)
-    assert config["engine"] == "crossfade" and config["fill.seconds"] == 1.0  # nothing half-applied
+    assert config["engine"] == "crossfade" and config["fill.seconds"] == 1.0 and config["fill.mode"] == "insert"
 
 
-def test_cli_values_override_file(tmp_path):
+def test_flags_make_a_new_config_and_leave_the_file_settings_alone(tmp_path):
     config = load_config(write(tmp_path / "c.toml", 'engine = "crossfade"\n[output]\nfps = 25\n'))
-    config.override(engine="flow", output__fps=None)
-    assert config["engine"] == "flow" and config["output.fps"] == 25
+    flagged = config.with_flags({"engine": "flow", "output.fps": None})
+    assert flagged["engine"] == "flow" and flagged["output.fps"] == 25 and dict(flagged.flags) == {"engine": "flow"}
+    assert config["engine"] == "crossfade" and not config.flags and flagged.source == config.source
+    with pytest.raises(TypeError):
+        config.values["engine"] = "flow"  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.values = {}  # type: ignore[misc]
+
+
+def test_sfi_toml_example_lists_every_key_with_its_default():
+    """The documented example is the schema: every key, nothing else, each at its default (and it loads)."""
+    example = Path(__file__).parent.parent / "sfi.toml.example"
+    def keys(table, prefix=""):
+        for name, value in table.items():
+            yield from keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [(prefix + name, value)]
+
+    assert dict(keys(tomllib.loads(example.read_text()))) == {name: key.default for name, key in SCHEMA.items()}
+    assert dict(load_config(example).values) == {name: key.default for name, key in SCHEMA.items()}
+
+
+def test_every_flag_has_its_help_in_the_schema_and_shows_it():
+    from sfi_cli.commands import cli
+
+    keyed = {}  # dotted key -> the flags that show it, in every command
+    for command in cli.commands.values():
+        for option in command.params:
+            if isinstance(option, click.Option) and "[config " in (option.help or ""):
+                name = option.help.rpartition("[config ")[2].rstrip("].")
+                assert SCHEMA[name].help and SCHEMA[name].help in option.help, (command.name, option.help)
+                keyed.setdefault(name, set()).add(option.opts[0])
+    assert keyed == {name: {key.flag} for name, key in SCHEMA.items() if key.flag}
 
 
 def test_engine_sections_become_engine_settings(tmp_path):

@@ -8,7 +8,8 @@ from fractions import Fraction
 import pytest
 
 from clips import frame_index, make_clip
-from sfi_cli.timeline.cuts import detect_cuts
+from sfi_cli.config.schema import SCHEMA
+from sfi_cli.timeline.cuts import DEFAULT_THRESHOLDS, detect_cuts, make_detector
 from sfi_cli.media.probe import probe
 from sfi_cli.timeline.recipe import load_recipe
 from sfi_cli.media.readers import VideoReader
@@ -136,3 +137,9 @@ def test_drop_frame_timecode_round_trips():
     rate = Fraction(30000, 1001)
     for frame in (0, 1799, 1800, 17982, 107892, 123456):
         assert parse_position(format_timecode(frame, rate)).to_frames(rate) == frame
+
+
+def test_every_detector_the_schema_offers_can_be_made():
+    for name in SCHEMA["detect.detector"].allowed():
+        detector, score_key = make_detector(name, DEFAULT_THRESHOLDS[name], 15)
+        assert isinstance(score_key(detector), str)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from clips import decode_all, frame_index, make_clip, stream_facts
-from conftest import peak_rss_kib
+from helpers import peak_rss_kib
 
 SFI = [sys.executable, "-m", "sfi_cli"]
 

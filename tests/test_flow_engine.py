@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import textured_image
+from helpers import textured_image
 from engines.crossfade import CrossfadeEngine, dissolve
 from engines.flow import FlowEngine, MotionField, trust
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -13,11 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import count_video_frames, peak_rss_kib, textured_image
+from engines.base import frame_times
+from engines.crossfade import CrossfadeEngine
+from engines.flow import FlowEngine
+from helpers import count_video_frames, peak_rss_kib, textured_image
 from sfi_cli.errors import SfiError
 from sfi_cli.media.ffmpeg import decode_frames
 from sfi_cli.media.targets import parse_target, write_frames
 from sfi_cli.media.publish import Publication
+from sfi_cli.render.interpolate import counted
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -25,12 +30,41 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
-@pytest.mark.parametrize("frames", list(range(1, 41)) + [250])
+# The exact count is the engines' (frame_times), the counter's (counted) and the writer's: the rules are
+# checked over many counts below without encoding, and end to end through ffmpeg for a few.
+COUNTS = [*range(1, 41), 250]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 17, 250])
 def test_video_holds_exactly_n_new_frames_plus_ends(sfi, image_pair, tmp_path, ffmpeg_exe, frames):
     out = tmp_path / "out.mp4"
     result = sfi("interpolate", *image_pair, "--frames", frames, "-o", out, "--quiet")
     assert result.code == 0, result.stderr
     assert count_video_frames(out, ffmpeg_exe) == frames + 2
+
+
+def test_frame_times_are_evenly_spaced_strictly_between_the_ends():
+    for count in COUNTS:
+        times = list(frame_times(count))
+        assert len(times) == count
+        assert np.allclose(np.diff([0.0, *times, 1.0]), 1 / (count + 1)), count
+
+
+@pytest.mark.parametrize("engine", [CrossfadeEngine, FlowEngine])
+def test_built_in_engines_make_exactly_the_count_asked_for(engine):
+    first, last = textured_image(24, 16, seed=1), textured_image(24, 16, seed=2)
+    for count in COUNTS:
+        frames = list(engine().generate(first, last, count))
+        assert len(frames) == count and all(f.shape == (16, 24, 3) for f in frames), count
+
+
+def test_counter_passes_the_expected_frames_and_stops_any_other_count():
+    frame = np.zeros((2, 2, 3), np.uint8)
+    assert len(list(counted([frame] * 5, 5, "test"))) == 5
+    with pytest.raises(SfiError, match="engine 'test' returned 4 frames instead of 5; this is a bug"):
+        list(counted([frame] * 4, 5, "test"))
+    with pytest.raises(SfiError, match="returned 6 frames instead of 5"):  # an endless engine is cut off
+        list(counted(itertools.repeat(frame), 5, "test"))
 
 
 def test_png_folder_defaults_to_new_frames_only(sfi, image_pair, tmp_path):

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from clips import make_clip
-from conftest import count_video_frames, textured_image
+from helpers import count_video_frames, textured_image
 
 SFI = [sys.executable, "-m", "sfi_cli"]
 
@@ -448,10 +448,24 @@ def _gap_files(work: Path) -> list[Path]:
     return list((work / "gaps").glob("*/gap.json"))
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
-def test_signal_stops_a_run_cleanly_and_keeps_finished_gaps(tmp_path, ffmpeg_exe, signum, code):
-    """A real ``sfi fill`` stopped once a gap is done: one line, the signal's exit code, no output under any
-    name, the finished gaps kept; a second run meanwhile is refused by the lock."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_each_stop_signal_becomes_an_interruption_with_its_exit_code(signum):
+    """What every signal shares with the run below: raised where the program is, as exit 128 + its number,
+    with the handlers from before put back afterwards."""
+    from sfi_cli.commands import Interrupted, signals_as_interrupts
+
+    before = signal.getsignal(signum)
+    with pytest.raises(Interrupted) as stopped:
+        with signals_as_interrupts():
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler raises at once; this only bounds a broken one
+    assert stopped.value.exit_code == 128 + signum and signal.getsignal(signum) == before
+
+
+def test_signal_stops_a_run_cleanly_and_keeps_finished_gaps(tmp_path, ffmpeg_exe):
+    """A real ``sfi fill`` stopped by SIGTERM (a farm ending a job) once a gap is done: one line, exit 143,
+    no output under any name, the finished gaps kept; a second run meanwhile is refused by the lock."""
+    signum, code = signal.SIGTERM, 143
     clip = make_clip(tmp_path / "long.mp4", ffmpeg_exe, frames=200, cuts=(40, 80, 120, 160), rate="25",
                      size=(480, 320), audio=False)
     out, work = tmp_path / "out.mp4", tmp_path / "work"

@@ -1,4 +1,4 @@
-"""SemFi's numeric rules, each checked against what semfi-method.md writes down.
+"""SemFi's numeric rules, each checked against what docs/semfi-method.md writes down.
 
 The expectations here are built from the document's wording, not from the engine code:
 frame counts, expert thresholds, mask folding, guidance video, pixel ranges, uint8
@@ -6,6 +6,9 @@ truncation, text zeroing, sigma schedule and Euler step, working size, even reti
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +162,11 @@ def test_retime_positions_are_evenly_timed(count):
     assert positions[0] >= 1 and positions[-1] <= frames - 2  # never the generated ends themselves
     if count + 2 == frames:
         assert np.allclose(positions, np.arange(1, count + 1))
+
+
+def test_the_method_sections_the_rules_cite_are_in_the_docs():
+    doc = Path(__file__).parent.parent / "docs" / "semfi-method.md"
+    headings = {line.lstrip("#").strip() for line in doc.read_text().splitlines() if line.startswith("#")}
+    cited = re.findall(r'"([^"]+)"', rules.__doc__)
+    assert "docs/semfi-method.md" in rules.__doc__ and len(cited) >= 5
+    assert set(cited) <= headings, set(cited) - headings

@@ -1,7 +1,7 @@
 """The pieces of the SemFi engine (see ``engines/semfi.py`` for how they fit together).
 
 - ``rules``: every numeric rule of the method (frame counts, expert choice, mask, guidance
-  video, pixel ranges, working size), as plain functions checked against the method doc.
+  video, pixel ranges, working size), as plain functions checked against ``docs/semfi-method.md``.
 - ``loading``: reads a Wan2.1-I2V folder into diffsynth's model classes, architecture taken
   from the files themselves; local files only.
 - ``mol``: reads ``semfi.ckpt`` and merges the universal + chosen expert LoRA into the DiT.

@@ -1,7 +1,9 @@
 """Every numeric rule SemFi's results depend on, one plain function each.
 
-Each function states the rule from ``semfi-method.md`` it implements, so tests can check
-it against the document rather than against this code.
+Each function states the rule from ``docs/semfi-method.md`` it implements, so tests can check
+it against the document rather than against this code. Sections followed: "Frame counts"
+(model and latent frame counts, retiming positions), "Expert table" (expert choice), "Working size",
+"Conditioning" (pixel range, guidance video, mask, text zeroing), "Sampling defaults" (uint8 frames).
 """
 
 from __future__ import annotations

@@ -16,23 +16,22 @@ from engines.errors import EngineError
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 
-ENGINE_HELP = "Engine: auto, flow, crossfade or semfi (auto picks the best one that can run here)"
-
-
 class Context:
     """What every command needs: the validated config and how to report progress."""
 
     def __init__(self, config_path: Path | None) -> None:
         self.config_path = config_path
-        self._config = None
+        self._file_config = None
 
     @property
     def config(self):
-        if self._config is None:
-            from sfi_cli.config import load_config
+        """The config file's settings (read once) with the running command's keyed flags laid over them."""
+        from sfi_cli.config import load_config
+        from sfi_cli.config.options import flag_values
 
-            self._config = load_config(self.config_path)
-        return self._config
+        if self._file_config is None:
+            self._file_config = load_config(self.config_path)
+        return self._file_config.with_flags(flag_values(click.get_current_context()))
 
     def ffmpeg(self) -> str:
         from sfi_cli.media.ffmpeg import find_ffmpeg

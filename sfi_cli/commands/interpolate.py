@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sfi_cli.commands import Context, ENGINE_HELP, cli, option_group
+from sfi_cli.commands import Context, cli, option_group
 from sfi_cli.config.options import PROMPT, keyed_option
 
 
@@ -20,16 +20,16 @@ def emit_summary(summary: dict, as_json: bool, quiet: bool) -> None:
 
 # SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml) and --raw.
 semfi_options = option_group(
-    keyed_option("engines.semfi.model_dir", "Wan2.1-I2V-14B-720P folder"),
-    keyed_option("engines.semfi.lora", "SemFi LoRA checkpoint semfi.ckpt"),
-    keyed_option("engines.semfi.device", "cuda, cuda:N or cpu (very slow)"),
-    keyed_option("engines.semfi.dtype", "Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
-    keyed_option("engines.semfi.memory_mode", "GPU memory use; auto picks from free GPU memory"),
-    keyed_option("engines.semfi.area", "SemFi working size: 480p, 720p or a pixel count"),
-    keyed_option("engines.semfi.steps", "Denoising steps (50)"),
-    keyed_option("engines.semfi.cfg", "Classifier-free guidance scale (5.0)"),
-    keyed_option("engines.semfi.shift", "Flow-matching sigma shift (5.0)"),
-    keyed_option("engines.semfi.negative_prompt", "What to avoid", type=PROMPT),
+    keyed_option("engines.semfi.model_dir"),
+    keyed_option("engines.semfi.lora"),
+    keyed_option("engines.semfi.device"),
+    keyed_option("engines.semfi.dtype"),
+    keyed_option("engines.semfi.memory_mode"),
+    keyed_option("engines.semfi.area"),
+    keyed_option("engines.semfi.steps"),
+    keyed_option("engines.semfi.cfg"),
+    keyed_option("engines.semfi.shift"),
+    keyed_option("engines.semfi.negative_prompt", type=PROMPT),
     click.option("--raw", is_flag=True,
                  help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
                       "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),
@@ -42,12 +42,12 @@ semfi_options = option_group(
 @click.option("-n", "--frames", type=int, required=True, help="Number of NEW frames between FIRST and LAST (1 or more).")
 @click.option("-o", "--output", required=True,
               help="out.mp4 or out.mkv (H.264), out.mov (ProRes 422 HQ), a folder, or a PNG pattern like frames/%04d.png.")
-@keyed_option("engine", ENGINE_HELP)
+@keyed_option("engine")
 @click.option("--prompt", type=PROMPT, default="", help="What should happen in between (text-guided engines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
-@keyed_option("output.fps", "Frame rate of video output, e.g. 24 or 24000/1001")
+@keyed_option("output.fps")
 @click.option("--size", default=None, help="Output size WxH (default: FIRST's size; at most 16384 a side, 8192x8192 pixels).")
-@keyed_option("output.fit", "How an image of another shape is brought to the output size")
+@keyed_option("output.fit")
 @click.option("--include-ends/--no-include-ends", default=None,
               help="Put FIRST and LAST around the new frames (default: on for video, off for PNGs).")
 @click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also save a contact sheet PNG.")
@@ -56,9 +56,9 @@ semfi_options = option_group(
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @semfi_options
 @click.pass_obj
-def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str, engine: str | None, prompt: str,
-                seed: int, fps: str | None, size: str | None, fit: str | None, include_ends: bool | None,
-                sheet: Path | None, force: bool, as_json: bool, quiet: bool, raw: bool, **semfi) -> None:
+def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str, prompt: str, seed: int,
+                size: str | None, include_ends: bool | None, sheet: Path | None, force: bool, as_json: bool,
+                quiet: bool, raw: bool) -> None:
     """Make FRAMES new frames between image FIRST and image LAST."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.media.images import parse_size
@@ -67,7 +67,6 @@ def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str,
     from sfi_cli.render.raw import run_raw
 
     config = obj.config
-    config.override(engine=engine, output__fps=fps, output__fit=fit, **{f"engines__semfi__{k}": v for k, v in semfi.items()})
     job = InterpolateJob(
         first=first, last=last, frames=frames, target=parse_target(output), engine=config["engine"],
         prompt=prompt, seed=seed, size=parse_size(size) if size else None, fit=config["output.fit"],

@@ -8,58 +8,55 @@ from pathlib import Path
 
 import click
 
-from sfi_cli.commands import Context, ENGINE_HELP, cli, option_group
+from sfi_cli.commands import Context, cli, option_group
 from sfi_cli.config.options import PROMPT, keyed_option
 from sfi_cli.errors import SfiError
 
 
 # Options shared by ``detect`` and ``fill`` for choosing and tuning the cut detector.
 detector_options = option_group(
-    keyed_option("detect.detector", "Cut detector (PySceneDetect; default adaptive)"),
-    keyed_option("detect.threshold", "Detector threshold, 0 or more (default: the detector's own; lower finds more cuts)"),
-    keyed_option("detect.min_scene_len", "Shortest shot: frames (15) or time (0.5s)"),
-    keyed_option("detect.downscale", "Analyse at 1/N size; 0 = automatic"),
+    keyed_option("detect.detector"),
+    keyed_option("detect.threshold"),
+    keyed_option("detect.min_scene_len"),
+    keyed_option("detect.downscale"),
 )
 
 
 # Transition length and mode, shared by ``detect --recipe`` and ``fill``.
 length_options = option_group(
-    keyed_option("fill.seconds", "Transition length in seconds (1.0)"),
+    keyed_option("fill.seconds"),
     click.option("--frames", type=int, default=None, help="Transition length in frames (instead of --seconds)."),
-    keyed_option("fill.mode", "insert: add frames at each cut; replace: overwrite frames around it"),
-    keyed_option("fill.audio", "Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
+    keyed_option("fill.mode"),
+    keyed_option("fill.audio"),
 )
 
 
 # Options shared by ``render`` and ``fill``.
 render_options = option_group(
-    keyed_option("engine", ENGINE_HELP + "; for render it replaces every engine the recipe names"),
+    keyed_option("engine", note="for render it replaces every engine the recipe names"),
     click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
     click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Also save a contact sheet PNG of all generated frames."),
-    click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-                 help="Where finished transitions are kept for resume [config work_dir; default .sfi-work beside the output]."),
+    keyed_option("work_dir", type=click.Path(file_okay=False)),
     click.option("--force", is_flag=True, help="Overwrite an existing output."),
     click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
 )
 
 
-def detect_settings(config, detector, threshold, min_scene_len, downscale):
+def detect_settings(config):
     from sfi_cli.timeline.fill import DetectOptions
 
-    config.override(detect__detector=detector, detect__threshold=threshold, detect__min_scene_len=min_scene_len,
-                    detect__downscale=downscale)
     return DetectOptions(detector=config["detect.detector"], threshold=config["detect.threshold"] or None,
                          min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
 
 
-def timeline_options(obj: Context, *, quiet: bool, as_json: bool, sheet, work_dir, force: bool, dry_run: bool):
+def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet, force: bool, dry_run: bool):
     from sfi_cli.render import RenderOptions
 
-    configured = work_dir or (Path(obj.config["work_dir"]).expanduser() if obj.config["work_dir"] else None)
-    return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=obj.config.engine_settings(),
-                         reporter=obj.reporter(quiet, as_json), work_dir=configured, sheet=sheet, force=force,
+    work_dir = Path(config["work_dir"]).expanduser() if config["work_dir"] else None
+    return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=config.engine_settings(),
+                         reporter=obj.reporter(quiet, as_json), work_dir=work_dir, sheet=sheet, force=force,
                          dry_run=dry_run)
 
 
@@ -84,20 +81,20 @@ def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the cuts as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.pass_obj
-def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downscale, recipe: Path | None,
-           seconds, frames, mode, audio, force: bool, as_json: bool, quiet: bool) -> None:
+def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, force: bool, as_json: bool,
+           quiet: bool) -> None:
     """List the cuts in VIDEO (frame, timecode, score); --recipe writes a recipe to edit and render."""
     import os
 
     from sfi_cli.timeline.fill import cut_notes, cut_recipe, detect_video, recipe_header, transition_frames
+    from sfi_cli.media.formats import CODEC_BY_SUFFIX
     from sfi_cli.media.probe import probe
     from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder, write_text
     from sfi_cli.timeline.recipe import check_recipe_path, recipe_text
     from sfi_cli.timeline.timecode import format_rate
 
     config = obj.config
-    options = detect_settings(config, detector, threshold, min_scene_len, downscale)
-    config.override(fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
+    options = detect_settings(config)
     # A second detect writing the same recipe meanwhile would replace this one's unasked: the lock refuses it.
     with output_lock(recipe) if recipe is not None else contextlib.nullcontext():
         if recipe is not None:
@@ -110,7 +107,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
         if recipe is not None:
             length = transition_frames(info, config["fill.seconds"], frames)
             relative = os.path.relpath(video.resolve(), recipe.parent.resolve())
-            output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in ('.mp4', '.mov', '.mkv') else '.mp4'}"
+            output = f"{video.stem}-filled{video.suffix if video.suffix.lower() in CODEC_BY_SUFFIX else '.mp4'}"
             cuts_recipe = cut_recipe(recipe, recipe.parent / relative, detection.cuts, info.frame_count, frames=length,
                                      mode=config["fill.mode"], output=recipe.parent / output, audio=config["fill.audio"])
             write_text(recipe, recipe_text(cuts_recipe, header=recipe_header(info, detection, "sfi detect"),
@@ -141,7 +138,7 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
               help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
 @render_options
 @click.pass_obj
-def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, force, as_json, quiet) -> None:
+def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, force, as_json, quiet) -> None:
     """Render the timeline of shots and transitions described by RECIPE (TOML)."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.layout import make_plan
@@ -149,11 +146,10 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
     from sfi_cli.render import render_plan
 
     config = obj.config
-    config.override(engine=engine)
-    options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
-                               dry_run=dry_run)
+    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run)
     loaded = load_recipe(recipe, output)
-    plan = make_plan(with_engine(loaded, engine) if engine else loaded, engine=config["engine"], engine_settings=options.engine_settings,
+    plan = make_plan(with_engine(loaded, config["engine"]) if "engine" in config.flags else loaded,
+                     engine=config["engine"], engine_settings=options.engine_settings,
                      default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
     emit_timeline(render_plan(plan, options), as_json, quiet)
 
@@ -170,18 +166,15 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
 @click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
 @render_options
 @click.pass_obj
-def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, audio, prompt: str, negative_prompt: str, seed: int,
-         detector, threshold, min_scene_len, downscale, copy_if_no_cuts: bool, engine, dry_run, sheet, work_dir,
-         force, as_json, quiet) -> None:
+def fill(obj: Context, video: Path, output: Path, frames: int | None, prompt: str, negative_prompt: str, seed: int,
+         copy_if_no_cuts: bool, dry_run, sheet, force, as_json, quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.fill import FillRequest, fill as run_fill
 
     config = obj.config
-    config.override(engine=engine, fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
-    detect_options = detect_settings(config, detector, threshold, min_scene_len, downscale)
-    options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
-                               dry_run=dry_run)
+    detect_options = detect_settings(config)
+    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run)
     request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
                           mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
                           negative_prompt=negative_prompt, seed=seed, engine=config["engine"],

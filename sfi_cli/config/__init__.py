@@ -1,15 +1,17 @@
 """Settings from ``sfi.toml``, checked against one schema.
 
 Lookup: ``--config PATH``, else ``./sfi.toml``, else ``sfi.toml`` in the user config
-folder; the first that exists is used. Command-line flags override file values.
+folder; the first that exists is used. Command-line flags are laid over the file's values when
+a command reads them (``Config.with_flags``); the config itself never changes.
 Every key is declared once in ``sfi_cli.config.schema.SCHEMA``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from sfi_cli.config.schema import SCHEMA, check_value, expected
 from sfi_cli.config.toml import dotted, read_toml, where
@@ -47,32 +49,36 @@ def find_config(explicit: Path | None) -> Path | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """Validated settings by dotted key, plus where they came from."""
+    """Validated settings by dotted key, where they came from, and which of them a flag set.
 
-    values: dict[str, Any] = field(default_factory=lambda: {k: key.default for k, key in SCHEMA.items()})
+    A config is never changed: ``with_flags`` lays command-line values over it as a new one, so the
+    file's settings stay as read however many commands or flags look at them.
+    """
+
+    values: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType(defaults()))
     source: Path | None = None
+    flags: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # the values flags gave
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    def override(self, **flags: Any) -> None:
-        """Apply command-line values (dotted keys with ``__`` for ``.``); None means not given.
+    def with_flags(self, flags: Mapping[str, Any]) -> Config:
+        """These settings with command-line values (by dotted key; None means not given) laid over them.
 
-        Each value is checked against the same schema as the file, so a bad flag is one
-        line naming the flag and its key before any work.
+        Each value is checked against the same schema as the file, so a bad flag is one line naming
+        the flag and its key before any work.
         """
-        for name, value in flags.items():
-            if value is None:
-                continue
-            dotted_name = name.replace("__", ".")
-            key = SCHEMA[dotted_name]
+        given = {name: value for name, value in flags.items() if value is not None}
+        for name, value in given.items():
+            key = SCHEMA[name]
             problem = check_value(key, value)
             if problem:
-                given = f"{key.flag} (config '{dotted_name}')" if key.flag else f"'{dotted_name}'"
-                raise SfiError(f"{given} must be {expected(key)}, {problem}")
-            self.values[dotted_name] = value
+                named = f"{key.flag} (config '{name}')" if key.flag else f"'{name}'"
+                raise SfiError(f"{named} must be {expected(key)}, {problem}")
+        return replace(self, values=MappingProxyType({**self.values, **given}),
+                       flags=MappingProxyType({**self.flags, **given}))
 
     def section(self, prefix: str) -> dict[str, Any]:
         """All keys under ``prefix.`` with the prefix removed, e.g. one engine's settings."""
@@ -88,6 +94,10 @@ class Config:
         return result
 
 
+def defaults() -> dict[str, Any]:
+    return {name: key.default for name, key in SCHEMA.items()}
+
+
 def _flatten(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     items: list[tuple[tuple[str, ...], Any]] = []
     for name, value in table.items():
@@ -101,10 +111,10 @@ def _flatten(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[
 
 def load_config(explicit: Path | None = None) -> Config:
     """Read and validate the config file (if any) over the defaults."""
-    config = Config()
     path = find_config(explicit)
     if path is None:
-        return config
+        return Config()
+    values = defaults()
     data, text = read_toml(path, "config")
     for key_path, value in _flatten(data):
         name = ".".join(key_path)
@@ -114,6 +124,5 @@ def load_config(explicit: Path | None = None) -> Config:
         problem = check_value(key, value)
         if problem:
             raise SfiError(f"{where(path, text, key_path)}: '{name}' must be {expected(key)}, {problem}")
-        config.values[name] = value
-    config.source = path
-    return config
+        values[name] = value
+    return Config(MappingProxyType(values), path)

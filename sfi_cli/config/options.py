@@ -1,6 +1,13 @@
-"""Click parameters built from the schema: a flag's name, type, choices and help come from its ``Key``."""
+"""Click parameters built from the schema: a flag's name, type, choices and help come from its ``Key``.
+
+A keyed flag is not handed to its command as an argument: Click parses and type-checks it, and its
+value waits under its dotted key (``flag_values``) until the command reads its settings, where it is
+laid over the config file's value (``Config.with_flags``), so each key is named once per option.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -20,11 +27,25 @@ class Prompt(click.ParamType):
 
 PROMPT = Prompt()
 FLAG_TYPES = {(int,): int, (int, float): float}
+_FLAG_VALUES = "sfi.flag_values"  # where keyed flags wait in the Click context's ``meta``
 
 
-def keyed_option(key_name: str, help: str, **extra):
-    """The flag that sets config key ``key_name``: its name, type and choices come from the schema, and
-    ``Config.override`` checks the value against the same key."""
+def keyed_option(key_name: str, note: str = "", **extra):
+    """The flag that sets config key ``key_name``: its name, type, choices and help come from the schema
+    (``note`` adds what applies to this command only); ``Config.with_flags`` checks its value against the
+    same key."""
     key = SCHEMA[key_name]
     kind = click.Choice(key.choices) if isinstance(key.choices, tuple) and key.choices else FLAG_TYPES.get(key.types)
-    return click.option(key.flag, type=extra.pop("type", kind), default=None, help=f"{help} [config {key_name}].", **extra)
+
+    def remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            ctx.meta.setdefault(_FLAG_VALUES, {})[key_name] = value
+
+    text = f"{key.help}; {note}" if note else key.help
+    return click.option(key.flag, type=extra.pop("type", kind), default=None, expose_value=False, callback=remember,
+                        help=f"{text} [config {key_name}].", **extra)
+
+
+def flag_values(ctx: click.Context) -> dict[str, Any]:
+    """The keyed flags given to the command being run, by dotted key."""
+    return dict(ctx.meta.get(_FLAG_VALUES, {}))

@@ -1,7 +1,9 @@
-"""Every setting ``sfi`` knows, declared once: type, default, choices, range and the flag that sets it.
+"""Every setting ``sfi`` knows, declared once: type, default, choices, range, the flag that sets it and its help.
 
-The config file, recipes and command-line options are all checked against ``SCHEMA``;
-``sfi.toml.example`` documents the same keys.
+The config file, recipes and command-line options are all checked against ``SCHEMA``; the options'
+Click types, choices and help text are made from it (``config.options``), and the modules that act
+on a choice take its list from here. ``sfi.toml.example`` lists the same keys with their defaults
+(a test checks that).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def engine_names() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Key:
     """One setting: accepted TOML types, default, allowed values if it is a choice (a tuple, or a function
-    giving one when the list lives in a heavy module), numeric range, and the command-line flag that sets it."""
+    giving one when the list lives in a heavy module), numeric range, and the command-line flag that sets it
+    with its help text."""
 
     types: tuple[type, ...]
     default: Any
@@ -29,6 +32,7 @@ class Key:
     minimum: float | None = None
     maximum: float | None = None
     flag: str = ""
+    help: str = ""
 
     def allowed(self) -> tuple[Any, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -39,31 +43,52 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 
 SCHEMA: dict[str, Key] = {
     "ffmpeg": Key((str,), ""),
-    "engine": Key((str,), "auto", engine_names, flag="--engine"),
-    "output.fps": Key((int, float, str), 24, flag="--fps"),
+    "engine": Key((str,), "auto", engine_names, flag="--engine",
+            help="Engine: auto, flow, crossfade or semfi (auto picks the best one that can run here)"),
+    "output.fps": Key((int, float, str), 24, flag="--fps",
+            help="Frame rate of video output, e.g. 24 or 24000/1001"),
     "output.crf": Key((int,), 18, minimum=0, maximum=51),
     "output.preset": Key((str,), "medium", PRESETS),
-    "output.fit": Key((str,), "cover", ("cover", "contain", "stretch"), flag="--fit"),
-    "work_dir": Key((str,), ""),
-    "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold"), flag="--detector"),
-    "detect.threshold": Key((int, float), 0, minimum=0, flag="--threshold"),
-    "detect.min_scene_len": Key((int, float, str), 15, flag="--min-scene-len"),
-    "detect.downscale": Key((int,), 0, minimum=0, flag="--downscale"),
-    "fill.seconds": Key((int, float), 1.0, minimum=0, flag="--seconds"),
-    "fill.mode": Key((str,), "insert", ("insert", "replace"), flag="--mode"),
-    "fill.audio": Key((str,), "crossfade", ("crossfade", "silence"), flag="--audio"),
+    "output.fit": Key((str,), "cover", ("cover", "contain", "stretch"), flag="--fit",
+            help="How an image of another shape is brought to the output size"),
+    "work_dir": Key((str,), "", flag="--work-dir",
+            help="Where finished transitions are kept for resume (default: .sfi-work beside the output)"),
+    "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold"), flag="--detector",
+            help="Cut detector (PySceneDetect; default adaptive)"),
+    "detect.threshold": Key((int, float), 0, minimum=0, flag="--threshold",
+            help="Detector threshold, 0 or more (default: the detector's own; lower finds more cuts)"),
+    "detect.min_scene_len": Key((int, float, str), 15, flag="--min-scene-len",
+            help="Shortest shot: frames (15) or time (0.5s)"),
+    "detect.downscale": Key((int,), 0, minimum=0, flag="--downscale",
+            help="Analyse at 1/N size; 0 = automatic"),
+    "fill.seconds": Key((int, float), 1.0, minimum=0, flag="--seconds",
+            help="Transition length in seconds (1.0)"),
+    "fill.mode": Key((str,), "insert", ("insert", "replace"), flag="--mode",
+            help="insert: add frames at each cut; replace: overwrite frames around it"),
+    "fill.audio": Key((str,), "crossfade", ("crossfade", "silence"), flag="--audio",
+            help="Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),
     "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0, maximum=1),
-    "engines.semfi.model_dir": Key((str,), "", flag="--model-dir"),
-    "engines.semfi.lora": Key((str,), "", flag="--lora"),
-    "engines.semfi.device": Key((str,), "cuda", flag="--device"),
-    "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32"), flag="--dtype"),
-    "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream"), flag="--memory-mode"),
-    "engines.semfi.area": Key((str, int), "480p", flag="--area"),
-    "engines.semfi.steps": Key((int,), 50, minimum=1, flag="--steps"),
-    "engines.semfi.cfg": Key((int, float), 5.0, minimum=0, flag="--cfg"),
-    "engines.semfi.shift": Key((int, float), 5.0, minimum=0, flag="--shift"),
-    "engines.semfi.negative_prompt": Key((str,), "", flag="--negative-prompt"),
+    "engines.semfi.model_dir": Key((str,), "", flag="--model-dir",
+            help="Wan2.1-I2V-14B-720P folder"),
+    "engines.semfi.lora": Key((str,), "", flag="--lora",
+            help="SemFi LoRA checkpoint semfi.ckpt"),
+    "engines.semfi.device": Key((str,), "cuda", flag="--device",
+            help="cuda, cuda:N or cpu (very slow)"),
+    "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32"), flag="--dtype",
+            help="Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
+    "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream"), flag="--memory-mode",
+            help="GPU memory use; auto picks from free GPU memory"),
+    "engines.semfi.area": Key((str, int), "480p", flag="--area",
+            help="SemFi working size: 480p, 720p or a pixel count"),
+    "engines.semfi.steps": Key((int,), 50, minimum=1, flag="--steps",
+            help="Denoising steps (50)"),
+    "engines.semfi.cfg": Key((int, float), 5.0, minimum=0, flag="--cfg",
+            help="Classifier-free guidance scale (5.0)"),
+    "engines.semfi.shift": Key((int, float), 5.0, minimum=0, flag="--shift",
+            help="Flow-matching sigma shift (5.0)"),
+    "engines.semfi.negative_prompt": Key((str,), "", flag="--negative-prompt",
+            help="What to avoid"),
 }
 
 

@@ -14,7 +14,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sfi_cli.errors import SfiError, require_input_file
 
-FIT_POLICIES = ("cover", "contain", "stretch")
 # The largest frame sfi works on: an engine holds a few float copies of it, so a frame past this
 # would run a normal machine out of memory part-way instead of failing at the start.
 MAX_SIDE = 16384

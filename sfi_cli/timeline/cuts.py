@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable
 
+from sfi_cli.config.schema import SCHEMA
 from sfi_cli.errors import SfiError
 from sfi_cli.media.probe import MediaInfo
 from sfi_cli.timeline.timecode import format_timecode
 
-DETECTORS = ("adaptive", "content", "hash", "threshold")
 # Analysis at ~256 px wide does not need the deblocking filter's last bit of exactness: skipping it
 # decodes faster. Frame numbering is unaffected (every frame is still decoded and counted).
 FAST_DECODING = ("-skip_loop_filter", "all", "-flags2", "fast")
+# Each detector's own default threshold (PySceneDetect's); the detector names are the schema's choices.
 DEFAULT_THRESHOLDS = {"adaptive": 3.0, "content": 27.0, "hash": 0.395, "threshold": 12.0}
 
 
@@ -53,7 +54,7 @@ def make_detector(name: str, threshold: float, min_scene_len: int) -> tuple[Any,
         return HashDetector(threshold=threshold, min_scene_len=min_scene_len), lambda d: d.get_metrics()[0]
     if name == "threshold":
         return ThresholdDetector(threshold=threshold, min_scene_len=min_scene_len), lambda d: ThresholdDetector.THRESHOLD_VALUE_KEY
-    raise SfiError(f"unknown detector '{name}': choose one of {', '.join(DETECTORS)}")
+    raise SfiError(f"unknown detector '{name}': choose one of {', '.join(SCHEMA['detect.detector'].allowed())}")
 
 
 def analysis_size(info: MediaInfo, downscale: int) -> tuple[int, int]:

@@ -18,17 +18,19 @@ from sfi_cli.errors import SfiError
 from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.progress import Reporter
 from sfi_cli.media.publish import make_folder, output_lock, refuse_inputs, write_text
-from sfi_cli.timeline.recipe import OutputSpec, Recipe, ShotSpec, TransitionSpec, check_recipe_path, located, recipe_text
+from sfi_cli.timeline.recipe import OUTPUT_KEYS, OutputSpec, Recipe, ShotSpec, TransitionSpec, check_recipe_path, located, recipe_text
 from sfi_cli.render import RenderOptions, check_outputs, render_plan, work_dir_for
 from sfi_cli.timeline.timecode import Position, format_rate, parse_position
 
 
 @dataclass
 class DetectOptions:
-    detector: str = "adaptive"
-    threshold: float | None = None  # None: the detector's own default
-    min_scene_len: str | int | float = 15  # a position: frames, "0.5s", ...
-    downscale: int = 0  # 0: automatic
+    """The ``detect.*`` settings (defaults and choices in the config schema)."""
+
+    detector: str
+    threshold: float | None  # None: the detector's own default
+    min_scene_len: str | int | float  # a position: frames, "0.5s", ...
+    downscale: int  # 0: automatic
 
 
 def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
@@ -67,8 +69,8 @@ def cut_notes(cuts: list[Cut]) -> list[str]:
 
 
 def cut_recipe(recipe: Path, video: Path, cuts: list[Cut], frame_count: int, *, frames: int, mode: str, output: Path,
-               prompt: str = "", negative_prompt: str = "", seed: int = 0, engine: str | None = None,
-               audio: str = "crossfade") -> Recipe:
+               audio: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
+               engine: str | None = None) -> Recipe:
     """The recipe (to be kept at ``recipe``) joining the shots of ``video`` between ``cuts`` with one transition
     of ``frames`` frames per cut."""
     transition = TransitionSpec(Position(str(frames), frames=frames), prompt, negative_prompt, engine, seed, mode,
@@ -77,7 +79,8 @@ def cut_recipe(recipe: Path, video: Path, cuts: list[Cut], frame_count: int, *, 
     shots = tuple(ShotSpec("video", video, parse_position(start), parse_position(stop), None, 1,
                            transition if number < len(cuts) else None, where="")
                   for number, (start, stop) in enumerate(zip(bounds, bounds[1:])))
-    return Recipe(recipe, shots, OutputSpec(output, None, None, "cover", None, None, None, "shots"))
+    return Recipe(recipe, shots, OutputSpec(output, None, None, OUTPUT_KEYS["fit"].default, None, None, None,
+                                            OUTPUT_KEYS["audio"].default))
 
 
 @dataclass
@@ -87,7 +90,7 @@ class FillRequest:
     seconds: float | None
     frames: int | None
     mode: str
-    audio: str = "crossfade"  # under inserted transitions: "crossfade" or "silence"
+    audio: str  # under inserted transitions: "crossfade" or "silence"
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = 0

@@ -24,7 +24,6 @@ from typing import Any, Sequence
 from sfi_cli.config.schema import SCHEMA, Key, check_value, expected
 from sfi_cli.errors import SfiError
 from sfi_cli.media.formats import CODECS as VIDEO_CODECS, PRORES_HQ, output_codec
-from sfi_cli.media.images import FIT_POLICIES
 from sfi_cli.timeline.timecode import Position, parse_position
 from sfi_cli.config.toml import dotted, read_toml, toml_comment, toml_string, unicode_text, where
 
@@ -37,7 +36,7 @@ PRORES_QUALITY = Key((int,), None, minimum=0, maximum=PRORES_HQ)
 
 OUTPUT_KEYS = {
     "path": Key((str,), None), "fps": Key((int, float, str), None), "size": Key((str,), None),
-    "fit": Key((str,), "cover", FIT_POLICIES), "codec": Key((str,), None, tuple(VIDEO_CODECS)), "quality": Key((int,), None),
+    "fit": SCHEMA["output.fit"], "codec": Key((str,), None, tuple(VIDEO_CODECS)), "quality": Key((int,), None),
     "preset": replace(SCHEMA["output.preset"], default=None), "audio": Key((str,), "shots", AUDIO),
 }
 TRANSITION_KEYS = {
@@ -65,7 +64,7 @@ class TransitionSpec:
     seed: int
     mode: str
     where: str = field(compare=False)  # file:line of its length, for messages (not part of its value)
-    audio: str = "crossfade"  # under an inserted transition: the two sides' sound crossfaded, or silence
+    audio: str  # under an inserted transition: "crossfade" (the two sides' sound) or "silence"
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ def _output(reader: _Reader, data: Any, override: Path | None) -> OutputSpec:
         raise reader.fail(("output", key), str(error)) from None
     if "quality" in values and path is not None:
         _check_quality(reader, values["quality"], path, values.get("codec"), from_recipe=override is None)
-    return OutputSpec(path, fps, size, values.get("fit", "cover"), values.get("codec"), values.get("quality"),
+    return OutputSpec(path, fps, size, values.get("fit", OUTPUT_KEYS["fit"].default), values.get("codec"), values.get("quality"),
                       values.get("preset"), values.get("audio", "shots"))
 
 
@@ -265,8 +264,9 @@ def _transition(reader: _Reader, data: Any, key_path: tuple[str | int, ...], def
         raise reader.fail(key_path, f"transition '{dotted(key_path)}' needs a length: 'frames' or 'seconds' "
                                     f"(here or in [defaults])")
     return TransitionSpec(length, merged.get("prompt", ""), merged.get("negative_prompt", ""), merged.get("engine"),
-                          merged.get("seed", 0), merged.get("mode", "insert"), reader.where(length_path + (
-                              ("frames",) if "frames" in merged else ("seconds",))), merged.get("audio", "crossfade"))
+                          merged.get("seed", 0), merged.get("mode", TRANSITION_KEYS["mode"].default), reader.where(length_path + (
+                              ("frames",) if "frames" in merged else ("seconds",))),
+                          merged.get("audio", TRANSITION_KEYS["audio"].default))
 
 
 def check_recipe_path(path: str | Path) -> None:
@@ -281,8 +281,7 @@ def check_recipe_path(path: str | Path) -> None:
 # Transition settings written once in [defaults] when every transition agrees; each transition keeps its
 # own length and prompt (the editor fills in prompts one by one).
 SHARED_TRANSITION_KEYS = ("mode", "seed", "audio", "engine", "negative_prompt")
-KEY_NOTES = {"mode": "insert: add frames at each cut; replace: overwrite frames around it",
-             "audio": "under inserted transitions: crossfade (both sides' sound) or silence"}
+KEY_NOTES = {name: TRANSITION_KEYS[name].help for name in ("mode", "audio")}  # the flags' help, as comments
 
 
 def recipe_text(recipe: Recipe, *, header: str = "", notes: Sequence[str] = (), relative: bool = False) -> str:
