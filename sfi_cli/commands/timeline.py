@@ -38,6 +38,9 @@ render_options = option_group(
                  help="Also save a contact sheet PNG of all generated frames."),
     click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
                  help="Where finished transitions are kept for resume [config work_dir; default .sfi-work beside the output]."),
+    keyed_option("render.workers", "Worker processes making transitions on this machine (1: one after another)"),
+    click.option("--only", type=click.Choice(["transitions", "splice"]), default=None,
+                 help="Run one pass alone: make the missing transitions into the work folder, or splice from it."),
     click.option("--force", is_flag=True, help="Overwrite an existing output."),
     click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
@@ -53,13 +56,15 @@ def detect_settings(config, detector, threshold, min_scene_len, downscale):
                          min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
 
 
-def timeline_options(obj: Context, *, quiet: bool, as_json: bool, sheet, work_dir, force: bool, dry_run: bool):
-    from sfi_cli.render import RenderOptions
+def timeline_options(obj: Context, *, quiet: bool, as_json: bool, sheet, work_dir, force: bool, dry_run: bool,
+                     workers: int | None, only: str | None):
+    from sfi_cli.render import PASSES, RenderOptions
 
+    obj.config.override(render__workers=workers)
     configured = work_dir or (Path(obj.config["work_dir"]).expanduser() if obj.config["work_dir"] else None)
     return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=obj.config.engine_settings(),
                          reporter=obj.reporter(quiet, as_json), work_dir=configured, sheet=sheet, force=force,
-                         dry_run=dry_run)
+                         dry_run=dry_run, workers=obj.config["render.workers"], passes=(only,) if only else PASSES)
 
 
 def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
@@ -67,6 +72,10 @@ def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
     elif summary.get("dry_run"):
         click.echo("\n".join(summary["plan"]))
+    elif not quiet and summary.get("passes") == ["transitions"]:
+        made = summary["gap_count"] - summary["gaps_cached"]
+        click.echo(f"made {made} transitions into {summary['work_dir']} ({summary['seconds']:.1f}s; "
+                   f"{summary['gaps_cached']} were there already)")
     elif not quiet and summary.get("output"):
         cached = f", {summary['gaps_cached']} of them from the work folder" if summary.get("gaps_cached") else ""
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s; "
@@ -137,7 +146,8 @@ def detect(obj: Context, video: Path, detector, threshold, min_scene_len, downsc
               help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
 @render_options
 @click.pass_obj
-def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, force, as_json, quiet) -> None:
+def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, sheet, work_dir, workers, only, force,
+           as_json, quiet) -> None:
     """Render the timeline of shots and transitions described by RECIPE (TOML)."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.layout import make_plan
@@ -147,7 +157,7 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
     config = obj.config
     config.override(engine=engine)
     options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
-                               dry_run=dry_run)
+                               dry_run=dry_run, workers=workers, only=only)
     loaded = load_recipe(recipe, output)
     plan = make_plan(with_engine(loaded, engine) if engine else loaded, engine=config["engine"], engine_settings=options.engine_settings,
                      default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
@@ -168,7 +178,7 @@ def render(obj: Context, recipe: Path, output: Path | None, engine, dry_run, she
 @click.pass_obj
 def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, audio, prompt: str, negative_prompt: str, seed: int,
          detector, threshold, min_scene_len, downscale, copy_if_no_cuts: bool, engine, dry_run, sheet, work_dir,
-         force, as_json, quiet) -> None:
+         workers, only, force, as_json, quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.fill import FillRequest, fill as run_fill
@@ -177,7 +187,7 @@ def fill(obj: Context, video: Path, output: Path, seconds, frames, mode, audio, 
     config.override(engine=engine, fill__seconds=seconds, fill__mode=mode, fill__audio=audio)
     detect_options = detect_settings(config, detector, threshold, min_scene_len, downscale)
     options = timeline_options(obj, quiet=quiet, as_json=as_json, sheet=sheet, work_dir=work_dir, force=force,
-                               dry_run=dry_run)
+                               dry_run=dry_run, workers=workers, only=only)
     request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
                           mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
                           negative_prompt=negative_prompt, seed=seed, engine=config["engine"],

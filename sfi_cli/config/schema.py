@@ -45,6 +45,7 @@ SCHEMA: dict[str, Key] = {
     "output.preset": Key((str,), "medium", PRESETS),
     "output.fit": Key((str,), "cover", ("cover", "contain", "stretch"), flag="--fit"),
     "work_dir": Key((str,), ""),
+    "render.workers": Key((int,), 1, minimum=1, flag="--workers"),
     "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold"), flag="--detector"),
     "detect.threshold": Key((int, float), 0, minimum=0, flag="--threshold"),
     "detect.min_scene_len": Key((int, float, str), 15, flag="--min-scene-len"),
