@@ -121,6 +121,16 @@ def test_splice_alone_with_a_transition_missing_is_one_line(tmp_path, timeline, 
     assert not out.exists() and not hidden(tmp_path)
 
 
+def test_transitions_alone_leave_an_existing_output_alone(tmp_path, timeline, sfi):
+    """Pass 1 alone writes only into the work folder: no output check, no lock, so farm nodes run side by side."""
+    out, work = tmp_path / "out.mp4", tmp_path / "work"
+    out.write_bytes(b"an earlier result")
+    assert sfi("render", timeline["recipe"], "-o", out, "--engine", "crossfade", "--work-dir", work,
+               "--only", "transitions", "-q").code == 0
+    assert out.read_bytes() == b"an earlier result" and len(gaps_in(work)) == timeline["gaps"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "work"]
+
+
 def test_a_signal_while_workers_make_transitions_leaves_finished_gaps_only(tmp_path, ffmpeg_exe):
     clip = make_clip(tmp_path / "long.mp4", ffmpeg_exe, frames=200, cuts=(40, 80, 120, 160), rate="25",
                      size=(480, 320), audio=False)

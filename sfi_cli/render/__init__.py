@@ -56,12 +56,17 @@ def work_dir_for(output: Path, configured: Path | None) -> Path:
 
 def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> None:
     """Before any work: no file the run writes may be an input, every folder it writes to must be writable,
-    and nothing is overwritten unasked."""
+    and nothing is overwritten unasked. Transitions alone write only into the work folder."""
+    if "splice" not in options.passes:
+        return check_work_dir(work_dir_for(output, options.work_dir))
     check_target(OutputTarget(output, "video"), options.force, 1, inputs)
     refuse_inputs([manifest_path(output)], inputs)
     if options.sheet is not None:
         check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
-    work_dir = work_dir_for(output, options.work_dir)
+    check_work_dir(work_dir_for(output, options.work_dir))
+
+
+def check_work_dir(work_dir: Path) -> None:
     existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():
         raise SfiError(f"work folder '{work_dir}' lies inside the file '{existing}'; choose another --work-dir")
@@ -70,7 +75,9 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
 
 def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     """Run ``plan``'s passes (or with ``dry_run`` only describe it) and return the summary ``--json`` prints."""
-    with nullcontext() if options.dry_run else output_lock(plan.output):
+    writes_output = "splice" in options.passes and not options.dry_run
+    # Transitions alone write only into the work folder: no output lock, so farm nodes run side by side.
+    with output_lock(plan.output) if writes_output else nullcontext():
         check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
         for warning in plan.warnings:
             options.reporter.message(f"warning: {warning}")

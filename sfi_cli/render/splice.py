@@ -225,7 +225,7 @@ def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions)
     missing = [gap for gap in plan.gaps if not cache.has(keys[gap.index])]
     if missing:
         raise SfiError(f"{len(missing)} of {len(plan.gaps)} transitions are not in the work folder '{cache.root}' "
-                       f"(first: {missing[0].label}); run the transitions first (sfi render --only transitions)")
+                       f"(first: {missing[0].label}); run the transitions first (the same command with --only transitions)")
     readers = Readers(plan, options.ffmpeg)
     sheet = ContactSheet() if options.sheet else None
     to_output = {"pix_fmt": plan.pix_fmt, "video_filter": plan.rgb_to_output(options.ffmpeg)}
