@@ -28,7 +28,7 @@ from sfi_cli.media.publish import Publication
 from sfi_cli.media.targets import ContactSheet
 from sfi_cli.render.footage import Readers
 from sfi_cli.render.workdir import GapCache
-from sfi_cli.timeline.model import AudioPiece, AudioTrack, Footage, Generated, Plan
+from sfi_cli.timeline.model import AudioPiece, AudioTrack, Footage, Generated, Plan, Still
 from sfi_cli.timeline.subtitles import subtitle_codec
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ def _tagged(stream, plan: Plan):
     aspect and field order."""
     info = plan.primary.info if plan.primary else None
     tags = {"range": plan.color_range}
-    if info:
+    if info is None:  # stills only: encoded in their size's standard (``Plan.matrix``), tagged with it
+        tags.update(color_primaries=plan.matrix, color_trc=plan.matrix, colorspace=plan.matrix)
+    else:
         tags.update({k: v for k, v in (("color_primaries", info.color.primaries), ("color_trc", info.color.trc),
                                        ("colorspace", info.color.space)) if v})
         if info.field_order:
@@ -219,9 +221,10 @@ class SpliceWriter(VideoWriter):
         return splice_command(self.plan, self.partial, ffmpeg)
 
 
-def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions) -> int:
+def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions, *, sheet_of_stills: bool = False) -> int:
     """Stream the whole timeline into the output file, each gap read from the work folder under its key
-    in ``keys``; returns the frames written."""
+    in ``keys``; returns the frames written. The contact sheet shows the generated frames (and the
+    held images too with ``sheet_of_stills``, as ``sfi interpolate`` shows its ends)."""
     missing = [gap for gap in plan.gaps if not cache.has(keys[gap.index])]
     if missing:
         raise SfiError(f"{len(missing)} of {len(plan.gaps)} transitions are not in the work folder '{cache.root}' "
@@ -244,6 +247,9 @@ def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions)
                                 sheet.add(frame)
                         progress(writer.frames_written, total)
                         continue
+                    if sheet and sheet_of_stills and isinstance(segment, Still):
+                        for _ in range(segment.frames):
+                            sheet.add(readers[segment.source].rgb)
                     start, stop = (segment.start, segment.stop) if isinstance(segment, Footage) else (0, segment.frames)
                     for chunk in range(start, stop, RELAY_CHUNK):
                         readers[segment.source].relay(chunk, min(chunk + RELAY_CHUNK, stop), writer)

@@ -181,8 +181,11 @@ class Plan:
 
     @property
     def matrix(self) -> str:
-        """The YUV matrix: the primary source's, else BT.601 (what ffmpeg assumes untagged)."""
-        space = self.primary.info.color.space if self.primary else None
+        """The YUV matrix: the primary source's (BT.601, what ffmpeg assumes, when untagged); for stills
+        alone, the standard of the picture's size (BT.709 for HD)."""
+        if self.primary is None:
+            return formats.picture_standard(*self.size)
+        space = self.primary.info.color.space
         return space if space in formats.SWSCALE_MATRICES else formats.UNTAGGED_MATRIX
 
     @property
