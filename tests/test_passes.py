@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,14 @@ def test_a_signal_while_workers_make_transitions_leaves_finished_gaps_only(tmp_p
     assert json.loads(again.stdout)["gaps_cached"] == len(finished)
 
 
+def test_interpolate_runs_its_one_gap_through_a_private_work_folder_it_removes(tmp_path, image_pair, sfi):
+    for output in ("out.mp4", "frames/"):
+        result = sfi("interpolate", *image_pair, "-n", "3", "-o", tmp_path / output, "--engine", "crossfade", "--json")
+        assert result.code == 0, result.stderr
+        assert json.loads(result.stdout)["frames_written"] == (5 if output == "out.mp4" else 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", "b.png", "out.mp4", "frames"])
+
+
 # --- keys -----------------------------------------------------------------------------------------------------------
 
 BOUNDARY = {"source": "ab" * 32, "kind": "video", "frame": 19, "size": [64, 36], "fit": "cover", "rate": "25/1",
@@ -232,3 +241,40 @@ def test_keys_come_from_the_plan_without_an_engine(timeline):
     assert len(set(keys)) == timeline["gaps"] and gap_keys(plan(), {}) == keys
     assert set(gap_keys(plan((128, 72)), {})).isdisjoint(keys)
     assert gap_keys(plan(), {"crossfade": {"curve": "smooth"}}) != keys
+
+
+# --- executors ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NumberJob:
+    name: str
+    number: int
+
+
+def square_or_fail(job: NumberJob) -> tuple[int, int]:
+    """A job function for the executors: fails for negative numbers as an engine would."""
+    from sfi_cli.errors import SfiError
+
+    if job.number < 0:
+        raise SfiError(f"cannot square {job.number}")
+    return job.number * job.number, os.getpid()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_executors_yield_every_result_with_its_job(workers):
+    from sfi_cli.render import executor_for
+
+    jobs = [NumberJob(f"job {n}", n) for n in range(7)]
+    results = list(executor_for(workers).map(square_or_fail, jobs))
+    assert sorted((job.number, result[0]) for job, result in results) == [(n, n * n) for n in range(7)]
+    pids = {result[1] for _, result in results}
+    assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids and 1 <= len(pids) <= 2)
+
+
+def test_a_job_failing_in_a_worker_is_one_error_naming_it():
+    from sfi_cli.errors import SfiError
+    from sfi_cli.render.executors import ProcessExecutor
+
+    jobs = [NumberJob("job 1", 1), NumberJob("gap 2/3 (cut at 40)", -2), NumberJob("job 3", 3)]
+    with pytest.raises(SfiError, match=r"^gap 2/3 \(cut at 40\): cannot square -2$"):
+        list(ProcessExecutor(2).map(square_or_fail, jobs))

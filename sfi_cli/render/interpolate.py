@@ -22,7 +22,7 @@ import numpy as np
 from sfi_cli.errors import SfiError
 from sfi_cli.media.targets import ContactSheet, OutputTarget, check_sheet, check_target, output_files, write_frames
 from sfi_cli.progress import Reporter
-from sfi_cli.media.publish import Publication, output_lock
+from sfi_cli.media.publish import Publication, output_lock, temporary_path
 
 
 @dataclass
@@ -89,7 +89,6 @@ def interpolate_plan(job: InterpolateJob, *, crf: int, preset: str, output: Path
 def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     import dataclasses
     import shutil
-    import tempfile
 
     from sfi_cli.render import RenderOptions, executor_for
     from sfi_cli.render.transitions import make_transitions
@@ -107,7 +106,9 @@ def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: R
     for warning in plan.warnings if job.target.is_video else ():
         reporter.message(f"warning: {warning}")
     reporter.message(f"{gap.engine}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
-    work_dir = Path(tempfile.mkdtemp(prefix=".sfi-interpolate-"))
+    # The one gap's work folder: private, beside the output under a temporary name (so the next run removes it
+    # should this one be killed outright), deleted afterwards.
+    work_dir = temporary_path(job.target.path.parent / "sfi-interpolate-work")
     try:
         options = RenderOptions(ffmpeg=ffmpeg, engine_settings=job.engine_settings, reporter=reporter, work_dir=work_dir,
                                 sheet=job.sheet)
