@@ -155,6 +155,19 @@ def test_a_signal_while_workers_make_transitions_leaves_finished_gaps_only(tmp_p
     assert json.loads(again.stdout)["gaps_cached"] == len(finished)
 
 
+def test_two_transitions_alike_are_made_once(tmp_path, image_pair, sfi):
+    """A-B-A-B: the first and last transitions (A to B) have one key, so one job makes it for both."""
+    shots = "".join(f'[[shot]]\nimage = "{name}"\nduration = 2\n' + ("[shot.transition]\nframes = 3\n\n" if n < 3 else "")
+                    for n, name in enumerate(["a.png", "b.png", "a.png", "b.png"]))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[output]\npath = "out.mp4"\n\n' + shots)
+    result = sfi("render", recipe, "--engine", "crossfade", "--work-dir", tmp_path / "work", "--json")
+    assert result.code == 0, result.stderr
+    records = json.loads(result.stdout)["gaps"]
+    assert len(records) == 3 and records[0]["key"] == records[2]["key"] != records[1]["key"]
+    assert [r["cached"] for r in records] == [False, False, True] and len(gaps_in(tmp_path / "work")) == 2
+
+
 def test_interpolate_runs_its_one_gap_through_a_private_work_folder_it_removes(tmp_path, image_pair, sfi):
     for output in ("out.mp4", "frames/"):
         result = sfi("interpolate", *image_pair, "-n", "3", "-o", tmp_path / output, "--engine", "crossfade", "--json")

@@ -140,14 +140,16 @@ def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[
     work_dir = work_dir_for(plan.output, options.work_dir)
     cache = GapCache(work_dir, options.ffmpeg)
     keys = gap_keys(plan, options.engine_settings)
-    missing = [gap for gap in plan.gaps if not cache.has(keys[gap.index])]
-    records: dict[int, dict[str, Any]] = {
-        gap.index: {"key": keys[gap.index], "cached": True, "seconds": 0.0} for gap in plan.gaps if gap not in missing}
+    wanted: dict[str, Gap] = {}  # two gaps alike (same key) are made once
+    for gap in plan.gaps:
+        if not cache.has(keys[gap.index]):
+            wanted.setdefault(keys[gap.index], gap)
+    missing = list(wanted.values())
+    made: dict[str, dict[str, Any]] = {}
     if plan.gaps:
         options.reporter.message(f"transitions: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
     if missing:
         _check_engines({gap.engine for gap in missing}, options.engine_settings)
-        by_key = {keys[gap.index]: gap for gap in missing}
         total = sum(gap.count for gap in missing)
         with options.reporter.task(f"making {len(missing)} transitions ({total} frames)", total) as progress:
             done = 0
@@ -158,13 +160,13 @@ def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[
             function = partial(make_transition, progress=frame_progress) if executor.in_process else make_transition
             try:
                 for job, record in executor.map(function, _jobs(plan, missing, keys, options, work_dir)):
-                    gap = by_key[job.key]
-                    records[gap.index] = record
-                    done += gap.count
+                    made[job.key] = record
+                    done += job.params["count"]
                     progress(done, total)
                     options.reporter.message(f"{job.name}: made in {record['seconds']:.1f}s")
             finally:
                 from sfi_cli.media.publish import remove_stale
 
                 remove_stale(cache.gaps)  # whatever a stopped worker could not tidy itself
-    return [records[gap.index] for gap in plan.gaps]
+    cached = {"cached": True, "seconds": 0.0}
+    return [{"key": keys[gap.index], **made.pop(keys[gap.index], cached)} for gap in plan.gaps]
