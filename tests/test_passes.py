@@ -155,6 +155,12 @@ def test_a_signal_while_workers_make_transitions_leaves_finished_gaps_only(tmp_p
     assert json.loads(again.stdout)["gaps_cached"] == len(finished)
 
 
+def test_workers_below_one_is_one_line_before_any_work(tmp_path, timeline, sfi):
+    result = sfi("render", timeline["recipe"], "-o", tmp_path / "out.mp4", "--work-dir", tmp_path / "work", "--workers", "0")
+    assert result.code == 1 and result.stderr.startswith("sfi: error: --workers (config 'render.workers') must be")
+    assert len(result.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
 def test_two_transitions_alike_are_made_once(tmp_path, image_pair, sfi):
     """A-B-A-B: the first and last transitions (A to B) have one key, so one job makes it for both."""
     shots = "".join(f'[[shot]]\nimage = "{name}"\nduration = 2\n' + ("[shot.transition]\nframes = 3\n\n" if n < 3 else "")
