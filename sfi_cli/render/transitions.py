@@ -151,7 +151,7 @@ def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[
     if missing:
         _check_engines({gap.engine for gap in missing}, options.engine_settings)
         total = sum(gap.count for gap in missing)
-        with options.reporter.task(f"making {len(missing)} transitions ({total} frames)", total) as progress:
+        with options.reporter.task(f"making {len(missing)} transition{'s' * (len(missing) != 1)} ({total} frames)", total) as progress:
             done = 0
 
             def frame_progress(finished: int, count: int) -> None:
