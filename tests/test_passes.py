@@ -244,6 +244,19 @@ def test_source_fingerprint_follows_the_content(tmp_path):
     assert source_fingerprint(path) != original
 
 
+def test_settings_identity_follows_a_named_file(tmp_path):
+    from sfi_cli.render.workdir import settings_identity
+
+    checkpoint = tmp_path / "semfi.ckpt"
+    checkpoint.write_bytes(b"weights one")
+    settings = {"lora": str(checkpoint), "steps": 50, "device": "cuda"}
+    before = settings_identity(settings)
+    assert before["steps"] == 50 and set(before["files"]) == {"lora"} and settings_identity(settings) == before
+    checkpoint.write_bytes(b"other weights")  # another size: a new fingerprint whatever the clock says
+    assert settings_identity(settings) != before
+    assert "files" not in settings_identity({"steps": 50, "model_dir": str(tmp_path)})  # folders are named, not read
+
+
 def test_keys_come_from_the_plan_without_an_engine(timeline):
     """Two plans of one recipe give the same keys; a plan at another size gives others."""
     from sfi_cli.render.transitions import gap_keys

@@ -1,7 +1,7 @@
 """The work folder: finished gaps kept for resume, and the run's manifest.
 
 Each gap's frames are stored under a key made of the sfi version, the engine's name with
-all its settings, the gap's own parameters (count, prompt, seed) and the identity of its
+all its settings (and a fingerprint of each file a setting names), the gap's own parameters (count, prompt, seed) and the identity of its
 two boundary frames: a content fingerprint of each source, the frame number and every
 reader setting that shapes the frame (size, fit, rate, pixel formats, colours, pixel
 aspect, padding). So the key is known from the plan alone: the splice (pass 2) finds
@@ -95,9 +95,19 @@ def gap_key(engine: str, settings: dict[str, Any], params: dict[str, Any], bound
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def settings_identity(settings: dict[str, Any]) -> dict[str, Any]:
+    """An engine's settings, with a content fingerprint of each file one names (e.g. SemFi's LoRA), so a
+    replaced checkpoint at the same path makes new gaps; found without building (or importing) the engine."""
+    files = {}
+    for name, value in sorted(settings.items()):
+        if isinstance(value, str) and value and Path(value).expanduser().is_file():
+            files[name] = source_fingerprint(Path(value).expanduser())
+    return {**settings, **({"files": files} if files else {})}
+
+
 def plan_gap_key(plan: Plan, gap: Gap, engine_settings: dict[str, dict[str, Any]]) -> str:
     """The key of one of ``plan``'s gaps, from the plan and the engines' settings alone."""
-    return gap_key(gap.engine, engine_settings.get(gap.engine, {}), gap_params(gap),
+    return gap_key(gap.engine, settings_identity(engine_settings.get(gap.engine, {})), gap_params(gap),
                    (boundary_identity(plan, side) for side in (gap.before, gap.after)))
 
 
