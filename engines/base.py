@@ -83,6 +83,16 @@ class Engine:
         """The same facts as ``describe``, as values for the run's manifest."""
         return {}
 
+    @classmethod
+    def identity(cls, settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """What besides the inputs shapes this engine's frames, known without building it: its name, version
+        and settings section, and the same of each engine it ``uses`` (a plan records this, so work-folder
+        keys need no engine, and an engine upgrade or a helper's new settings make new gaps)."""
+        from engines import engine_class
+
+        own = {"engine": cls.name, "version": cls.version, "settings": settings.get(cls.name, {})}
+        return {**own, **({"uses": [engine_class(name).identity(settings) for name in cls.uses]} if cls.uses else {})}
+
     def cache_key(self) -> dict[str, Any]:
         """Everything besides the inputs that changes this engine's output (settings with defaults filled in)."""
         return {"engine": self.name, "version": self.version, **self.settings}

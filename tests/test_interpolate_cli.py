@@ -22,7 +22,7 @@ from sfi_cli.errors import SfiError
 from sfi_cli.media.ffmpeg import decode_frames
 from sfi_cli.media.targets import parse_target, write_frames
 from sfi_cli.media.publish import Publication
-from sfi_cli.render.interpolate import counted
+from sfi_cli.render.transitions import counted
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

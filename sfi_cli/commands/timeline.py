@@ -38,6 +38,9 @@ render_options = option_group(
     click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Also save a contact sheet PNG of all generated frames."),
     keyed_option("work_dir", type=click.Path(file_okay=False)),
+    keyed_option("render.workers"),
+    click.option("--only", type=click.Choice(["transitions", "splice"]), default=None,
+                 help="Run one pass alone: make the missing transitions into the work folder, or splice from it."),
     click.option("--force", is_flag=True, help="Overwrite an existing output."),
     click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
@@ -51,13 +54,14 @@ def detect_settings(config):
                          min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
 
 
-def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet, force: bool, dry_run: bool):
-    from sfi_cli.render import RenderOptions
+def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet, force: bool, dry_run: bool,
+                     only: str | None):
+    from sfi_cli.render import PASSES, RenderOptions
 
     work_dir = Path(config["work_dir"]).expanduser() if config["work_dir"] else None
     return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=config.engine_settings(),
                          reporter=obj.reporter(quiet, as_json), work_dir=work_dir, sheet=sheet, force=force,
-                         dry_run=dry_run)
+                         dry_run=dry_run, workers=config["render.workers"], passes=(only,) if only else PASSES)
 
 
 def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
@@ -65,6 +69,10 @@ def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
     elif summary.get("dry_run"):
         click.echo("\n".join(summary["plan"]))
+    elif not quiet and summary.get("passes") == ["transitions"]:
+        made = summary["gap_count"] - summary["gaps_cached"]
+        click.echo(f"made {made} transitions into {summary['work_dir']} ({summary['seconds']:.1f}s; "
+                   f"{summary['gaps_cached']} were there already)")
     elif not quiet and summary.get("output"):
         cached = f", {summary['gaps_cached']} of them from the work folder" if summary.get("gaps_cached") else ""
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s; "
@@ -138,7 +146,7 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
               help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
 @render_options
 @click.pass_obj
-def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, force, as_json, quiet) -> None:
+def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, only, force, as_json, quiet) -> None:
     """Render the timeline of shots and transitions described by RECIPE (TOML)."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.layout import make_plan
@@ -146,7 +154,8 @@ def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, forc
     from sfi_cli.render import render_plan
 
     config = obj.config
-    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run)
+    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run,
+                               only=only)
     loaded = load_recipe(recipe, output)
     plan = make_plan(with_engine(loaded, config["engine"]) if "engine" in config.flags else loaded,
                      engine=config["engine"], engine_settings=options.engine_settings,
@@ -167,14 +176,15 @@ def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, forc
 @render_options
 @click.pass_obj
 def fill(obj: Context, video: Path, output: Path, frames: int | None, prompt: str, negative_prompt: str, seed: int,
-         copy_if_no_cuts: bool, dry_run, sheet, force, as_json, quiet) -> None:
+         copy_if_no_cuts: bool, dry_run, sheet, only, force, as_json, quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.fill import FillRequest, fill as run_fill
 
     config = obj.config
     detect_options = detect_settings(config)
-    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run)
+    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run,
+                               only=only)
     request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
                           mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
                           negative_prompt=negative_prompt, seed=seed, engine=config["engine"],

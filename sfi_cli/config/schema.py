@@ -53,6 +53,8 @@ SCHEMA: dict[str, Key] = {
             help="How an image of another shape is brought to the output size"),
     "work_dir": Key((str,), "", flag="--work-dir",
             help="Where finished transitions are kept for resume (default: .sfi-work beside the output)"),
+    "render.workers": Key((int,), 1, minimum=1, flag="--workers",
+            help="Local processes making transitions at once (1: one after another in this process)"),
     "detect.detector": Key((str,), "adaptive", ("adaptive", "content", "hash", "threshold"), flag="--detector",
             help="Cut detector (PySceneDetect; default adaptive)"),
     "detect.threshold": Key((int, float), 0, minimum=0, flag="--threshold",

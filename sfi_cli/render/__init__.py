@@ -1,13 +1,14 @@
-"""Running a plan: one pass that streams the timeline and makes each gap as it reaches it.
+"""Running a plan in two passes: make the transitions, then splice.
 
-``splice`` decodes footage range by range and holds stills, straight into the output's
-pixel format, through one ffmpeg that also lays in the sound, subtitles and metadata.
-At a gap it hands the frame it just wrote and the first frame of what follows (as RGB)
-to ``GapMaker``, which keys them and reads the gap from the work folder, or has the
-engine make it and stores it there while it goes on into the output. So boundary
-frames cost no decoding pass of their own, and a new gap is never decoded back. Nothing is held in memory beyond
-a frame or one gap; the output appears under its name only when complete.
-``fill`` is detection, then a recipe, then the same render.
+Pass 1 (``transitions.make_transitions``) makes every gap the work folder does not hold
+yet, each an independent job run through an executor (``executors``: serial in this
+process, or ``workers`` local processes; a farm adds one). Pass 2 (``splice.splice``) is
+I/O only: footage decoded range by range straight into the output's pixel format and
+relayed to one ffmpeg that also lays in the sound, subtitles and metadata, the gaps
+decoded from the work folder; no engine is built there. Each pass can run alone
+(``passes``), so a farm makes the transitions on many machines and splices once. Nothing
+is held in memory beyond a frame or a job's two boundary frames; the output appears under
+its name only when complete. ``fill`` is detection, then a recipe, then the same render.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from typing import Any
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder
-from sfi_cli.media.targets import ContactSheet, OutputTarget, check_sheet, check_target
+from sfi_cli.media.targets import OutputTarget, check_sheet, check_target
 from sfi_cli.progress import Reporter
-from sfi_cli.render.gaps import GapMaker
-from sfi_cli.render.splice import splice
 from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
 from sfi_cli.timeline.describe import describe
 from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
 
 WORK_DIR_NAME = ".sfi-work"
+PASSES = ("transitions", "splice")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class RenderOptions:
     sheet: Path | None = None
     force: bool = False
     dry_run: bool = False
+    workers: int = 1  # 1: transitions made one after another in this process
+    passes: tuple[str, ...] = PASSES  # ("transitions",) or ("splice",) to run one pass alone
     manifest_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,7 +57,9 @@ def work_dir_for(output: Path, configured: Path | None) -> Path:
 
 def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> None:
     """Before any work: no file the run writes may be an input, every folder it writes to must be writable,
-    and nothing is overwritten unasked."""
+    and nothing is overwritten unasked. Transitions alone write only into the work folder."""
+    if "splice" not in options.passes:
+        return check_work_dir(work_dir_for(output, options.work_dir))
     check_target(OutputTarget(output, "video"), options.force, 1, inputs)
     refuse_inputs([manifest_path(output)], inputs)
     owner = manifest_owner(output)
@@ -70,6 +74,10 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
         if Path(os.path.realpath(file)) in (Path(os.path.realpath(work_dir)), *Path(os.path.realpath(work_dir)).parents):
             raise SfiError(f"work folder '{work_dir}' would be made at or inside '{file}', which this run writes; "
                            f"choose another --work-dir")
+    check_work_dir(work_dir)
+
+
+def check_work_dir(work_dir: Path) -> None:
     existing = next(folder for folder in (work_dir, *work_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():
         raise SfiError(f"work folder '{work_dir}' lies inside the file '{existing}'; choose another --work-dir")
@@ -77,8 +85,10 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> N
 
 
 def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
-    """Run ``plan`` (or with ``dry_run`` only describe it) and return the summary ``--json`` prints."""
-    with nullcontext() if options.dry_run else output_lock(plan.output):
+    """Run ``plan``'s passes (or with ``dry_run`` only describe it) and return the summary ``--json`` prints."""
+    writes_output = "splice" in options.passes and not options.dry_run
+    # Transitions alone write only into the work folder: no output lock, so farm nodes run side by side.
+    with output_lock(plan.output) if writes_output else nullcontext():
         check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
         for warning in plan.warnings:
             options.reporter.message(f"warning: {warning}")
@@ -87,27 +97,58 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         return _render(plan, options)
 
 
+def executor_for(workers: int):
+    """The executor pass 1 runs on: serial in this process for 1 worker, else that many local processes."""
+    from sfi_cli.render.executors import LocalExecutor, ProcessExecutor
+
+    return LocalExecutor() if workers <= 1 else ProcessExecutor(workers)
+
+
 def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
+    from sfi_cli.render.transitions import gap_keys, stored_record
+
     started = time.monotonic()
     work_dir = work_dir_for(plan.output, options.work_dir)
-    gaps = GapMaker(plan, GapCache(work_dir, options.ffmpeg), options, ContactSheet() if options.sheet else None)
-    written = splice(plan, gaps, options)
+    if "transitions" in options.passes:
+        from sfi_cli.render.transitions import make_transitions
+
+        made = make_transitions(plan, options, executor_for(options.workers))
+    else:
+        cache = GapCache(work_dir, options.ffmpeg)
+        made = [stored_record(cache, key) if cache.has(key) else {"key": key, "cached": False} for key in gap_keys(plan)]
+    records = [_gap_record(gap, made[gap.index]) for gap in plan.gaps]
     summary = {
         **_plan_summary(plan),
-        "frames_written": written,
-        "gaps": gaps.records,
-        "gaps_cached": sum(g["cached"] for g in gaps.records),
+        "frames_written": 0,
+        "gaps": records,
+        "gaps_cached": sum(r["cached"] for r in records),
         "work_dir": str(work_dir),
-        "sheet": str(options.sheet) if options.sheet else None,
-        "manifest": str(manifest_path(plan.output)),
-        "seconds": round(time.monotonic() - started, 3),
+        "sheet": None,
+        "manifest": None,
+        "passes": list(options.passes),
         **options.manifest_extra,
     }
+    if "splice" not in options.passes:
+        return {**summary, "output": None, "seconds": round(time.monotonic() - started, 3)}
+    from sfi_cli.render.splice import splice
+
+    written = splice(plan, GapCache(work_dir, options.ffmpeg), [r["key"] for r in records], options)
+    summary.update({"frames_written": written, "sheet": str(options.sheet) if options.sheet else None,
+                    "manifest": str(manifest_path(plan.output)), "seconds": round(time.monotonic() - started, 3)})
     write_json(manifest_path(plan.output), {
         "sfi": __version__, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **summary, "sources": [_source_facts(s) for s in plan.sources.values()],
     })
     return summary
+
+
+def _gap_record(gap, made: dict[str, Any]) -> dict[str, Any]:
+    """One gap's manifest entry: what the plan asked for and how pass 1 got it."""
+    return {
+        "index": gap.index + 1, "label": gap.label, "mode": gap.mode, "engine": gap.engine,
+        "frames": gap.count, "output_start": gap.output_start, "prompt": gap.prompt,
+        "negative_prompt": gap.negative_prompt, "seed": gap.seed, **made,
+    }
 
 
 def _plan_summary(plan: Plan) -> dict[str, Any]:

@@ -1,7 +1,12 @@
-"""One gap between two still images: load, fit, generate, write.
+"""``sfi interpolate``: one gap between two still images, as a plan like any other.
 
-This is the library behind ``sfi interpolate``; each step is a plain function so it
-can be called and tested on its own.
+The plan is still FIRST held one frame, a transition of ``--frames`` frames, still LAST held
+one frame (without the ends, only the transition), so it runs through the same two passes
+(the transition made in a private work folder, removed afterwards) and, for video, the same
+encoder policy as ``sfi render``: one codec table, odd sizes padded by the same rule, colours
+encoded and tagged in the picture's standard. PNG folders and patterns are a second sink of
+pass 2, written from the transition's stored RGB frames and the images themselves.
+InterpolateJob, ``validate``, ``write_result`` and ``summary`` are shared with ``--raw``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from sfi_cli.errors import SfiError
-from sfi_cli.media.images import fit_pair, load_image
 from sfi_cli.media.targets import ContactSheet, OutputTarget, check_sheet, check_target, output_files, write_frames
 from sfi_cli.progress import Reporter
-from sfi_cli.media.publish import Publication, output_lock
+from sfi_cli.media.publish import Publication, output_lock, temporary_path
 
 
 @dataclass
@@ -59,27 +63,6 @@ def validate(job: InterpolateJob, count: int) -> None:
         check_sheet(job.sheet, job.force, job.inputs, output_files(job.target, count))
 
 
-def sequence(first: np.ndarray, middle: Iterable[np.ndarray], last: np.ndarray, with_ends: bool) -> Iterator[np.ndarray]:
-    """The frames to write, in order, with or without the given ends around them."""
-    if with_ends:
-        yield first
-    yield from middle
-    if with_ends:
-        yield last
-
-
-def counted(frames: Iterable[np.ndarray], expected: int, engine_name: str) -> Iterator[np.ndarray]:
-    """Pass frames through, failing loudly if an engine returns the wrong number."""
-    produced = 0
-    for frame in frames:
-        produced += 1
-        if produced > expected:
-            break
-        yield frame
-    if produced != expected:
-        raise SfiError(f"engine '{engine_name}' returned {produced} frames instead of {expected}; this is a bug, please report it")
-
-
 def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
     """Do the whole job and return a summary (what ``--json`` prints)."""
     with output_lock(job.target.path):
@@ -87,28 +70,79 @@ def run_interpolate(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, 
         return _run(job, ffmpeg=ffmpeg, crf=crf, preset=preset, reporter=reporter)
 
 
+def interpolate_plan(job: InterpolateJob, *, crf: int, preset: str, output: Path):
+    """The timeline of the job: FIRST, the transition, LAST (each image held one frame), into ``output``."""
+    from sfi_cli.timeline.layout import make_plan
+    from sfi_cli.timeline.recipe import OutputSpec, Recipe, ShotSpec, TransitionSpec
+    from sfi_cli.timeline.timecode import Position
+
+    one = Position("1", frames=1)
+    transition = TransitionSpec(Position(str(job.frames), frames=job.frames), job.prompt, job.negative_prompt, None,
+                                job.seed, "insert", where="--frames", audio="silence")  # the plan has no sound
+    shots = (ShotSpec("image", job.first, None, None, one, 1, transition, where=f"'{job.first}'"),
+             ShotSpec("image", job.last, None, None, one, 1, None, where=f"'{job.last}'"))
+    recipe = Recipe(job.first, shots, OutputSpec(output, job.fps, job.size, job.fit, None, None, None, "none"))
+    return make_plan(recipe, engine=job.engine, engine_settings=job.engine_settings, default_fps=job.fps, crf=crf,
+                     preset=preset)
+
+
 def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: Reporter) -> dict[str, Any]:
-    from engines import load_engine
+    import dataclasses
+    import shutil
+
+    from sfi_cli.render import RenderOptions, executor_for
+    from sfi_cli.render.transitions import check_engines, make_transitions
+    from sfi_cli.render.workdir import GapCache
+    from sfi_cli.timeline.model import Generated
 
     started = time.monotonic()
-    first, last = fit_pair(load_image(job.first), load_image(job.last), job.size, job.fit)
-    engine = load_engine(job.engine, job.engine_settings)
-    height, width = first.shape[:2]
-    reporter.message(f"{engine.name}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
-    if job.target.is_video:
-        from sfi_cli.media.formats import codec_pix_fmt, even_padding, padding_warning
+    # A PNG result is planned as a video beside it (the plan's codec is never used): same size rule, same gap.
+    output = job.target.path if job.target.is_video else job.target.path.parent / "sfi-interpolate.mp4"
+    plan = interpolate_plan(job, crf=crf, preset=preset, output=output)
+    if not job.with_ends:
+        plan = dataclasses.replace(plan, segments=tuple(s for s in plan.segments if isinstance(s, Generated)))
+    gap = plan.gaps[0]
+    width, height = plan.size[0] - plan.pad[0], plan.size[1] - plan.pad[1]
+    for warning in plan.warnings if job.target.is_video else ():
+        reporter.message(f"warning: {warning}")
+    check_engines({gap.engine}, job.engine_settings)  # a missing model is one line before anything is said or made
+    reporter.message(f"{gap.engine}: {job.frames} frames between {job.first.name} and {job.last.name} at {width}x{height}")
+    # The one gap's work folder: private, beside the output under a temporary name (so the next run removes it
+    # should this one be killed outright), deleted afterwards.
+    work_dir = temporary_path(job.target.path.parent / "sfi-interpolate-work")
+    try:
+        options = RenderOptions(ffmpeg=ffmpeg, engine_settings=job.engine_settings, reporter=reporter, work_dir=work_dir,
+                                sheet=job.sheet)
+        key = make_transitions(plan, options, executor_for(1))[0]["key"]
+        cache = GapCache(work_dir, ffmpeg)
+        if job.target.is_video:
+            from sfi_cli.render.splice import splice
 
-        pix_fmt = codec_pix_fmt(job.target.path.suffix.lower())
-        pad = even_padding((width, height), pix_fmt)
-        if any(pad):
-            reporter.message(f"warning: {padding_warning((width, height), pad, pix_fmt)}")
-    with reporter.task(f"{engine.name} {job.first.name} -> {job.last.name}", job.frames) as progress:
-        middle = engine.generate(first, last, job.frames, prompt=job.prompt, negative_prompt=job.negative_prompt,
-                                 seed=job.seed, progress=progress)
-        frames = sequence(first, counted(middle, job.frames, engine.name), last, job.with_ends)
-        written = write_result(job, frames, ffmpeg=ffmpeg, crf=crf, preset=preset)
-    return summary(job, engine=engine.name, written=written, size=(width, height), started=started,
+            written = splice(plan, cache, [key], options, sheet_of_stills=True)
+        else:
+            written = _write_pngs(job, plan, cache, key, ffmpeg=ffmpeg, crf=crf, preset=preset)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return summary(job, engine=gap.engine, written=written, size=(width, height), started=started,
                    include_ends=job.with_ends)
+
+
+def _write_pngs(job: InterpolateJob, plan, cache, key: str, **encoding) -> int:
+    """Pass 2 into PNGs: the transition's stored RGB frames, between the images themselves with the ends,
+    at the picture's own size (no codec padding)."""
+    from sfi_cli.render.footage import plan_reader
+
+    width, height = plan.size[0] - plan.pad[0], plan.size[1] - plan.pad[1]
+    ends = [plan_reader(plan, source, encoding["ffmpeg"]).rgb for source in (plan.gaps[0].before[0], plan.gaps[0].after[0])]
+
+    def frames() -> Iterator[np.ndarray]:
+        if job.with_ends:
+            yield ends[0]
+        yield from cache.frames(key)
+        if job.with_ends:
+            yield ends[1]
+
+    return write_result(job, (frame[:height, :width] for frame in frames()), **encoding)
 
 
 def write_result(job: InterpolateJob, frames: Iterable[np.ndarray], *, ffmpeg: str, crf: int, preset: str) -> int:

@@ -1,9 +1,10 @@
 """The final ffmpeg run: encode the timeline's frames and lay the source's sound, subtitles
 and metadata back around them.
 
-Frames arrive already in the output's pixel format (footage decoded straight to it,
-generated frames converted with the source's matrix), so untouched footage never
-takes a detour through RGB.
+Pass 2 of a render: I/O only. Footage is decoded straight to the output's pixel format
+(and moved decoder to encoder without passing through Python), transitions are decoded
+from the work folder into it with the source's matrix, so untouched footage never takes
+a detour through RGB. No engine is built or imported here.
 
 This is the only module that imports ffmpeg-python (unmaintained since 2019: keep it
 here). Raw frames arrive on stdin at the output rate; audio tracks are rebuilt from
@@ -16,7 +17,6 @@ timed from its video's first frame, so each stream keeps its offset from the pic
 
 from __future__ import annotations
 
-from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +25,10 @@ from sfi_cli.errors import SfiError
 from sfi_cli.media import formats
 from sfi_cli.media.ffmpeg import VideoWriter, ffmpeg_path
 from sfi_cli.media.publish import Publication
-from sfi_cli.render.gaps import GapMaker, boundary_frames
-from sfi_cli.timeline.model import AudioPiece, AudioTrack, Footage, Generated, Plan
+from sfi_cli.media.targets import ContactSheet
+from sfi_cli.render.footage import Readers
+from sfi_cli.render.workdir import GapCache
+from sfi_cli.timeline.model import AudioPiece, AudioTrack, Footage, Generated, Plan, Still
 from sfi_cli.timeline.subtitles import subtitle_codec
 
 if TYPE_CHECKING:
@@ -49,7 +51,9 @@ def _tagged(stream, plan: Plan):
     aspect and field order."""
     info = plan.primary.info if plan.primary else None
     tags = {"range": plan.color_range}
-    if info:
+    if info is None:  # stills only: encoded in their size's standard (``Plan.matrix``), tagged with it
+        tags.update(color_primaries=plan.matrix, color_trc=plan.matrix, colorspace=plan.matrix)
+    else:
         tags.update({k: v for k, v in (("color_primaries", info.color.primaries), ("color_trc", info.color.trc),
                                        ("colorspace", info.color.space)) if v})
         if info.field_order:
@@ -217,43 +221,17 @@ class SpliceWriter(VideoWriter):
         return splice_command(self.plan, self.partial, ffmpeg)
 
 
-def _reader(plan: Plan, key: str, ffmpeg: str):
-    """A reader of one source in the output's pixel format and colours."""
-    from sfi_cli.media.readers import StillReader, VideoReader
-
-    source = plan.sources[key]
-    if source.info is None:
-        return StillReader(source.path, size=plan.size, fit=plan.fit, pix_fmt=plan.pix_fmt, ffmpeg=ffmpeg,
-                           rgb_pix_fmt=plan.rgb_pix_fmt, to_output=plan.rgb_to_output(ffmpeg), sar=plan.sar, pad=plan.pad)
-    color_filter = None
-    if (source.info.matrix, source.info.color_range) != (plan.matrix, plan.color_range):
-        color_filter = formats.yuv_to_yuv((source.info.matrix, source.info.color_range),
-                                          (plan.matrix, plan.color_range), ffmpeg)
-    return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt,
-                       keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter, sar=plan.sar,
-                       pad=plan.pad)
-
-
-class Readers(dict):
-    """One reader per source, opened on first use and all closed together."""
-
-    def __init__(self, plan: Plan, ffmpeg: str) -> None:
-        super().__init__()
-        self.plan, self.ffmpeg = plan, ffmpeg
-
-    def __missing__(self, key: str):
-        self[key] = reader = _reader(self.plan, key, self.ffmpeg)
-        return reader
-
-    def close(self) -> None:
-        for reader in self.values():
-            reader.close()
-
-
-def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
-    """Stream the whole timeline into the output file, making each gap as the stream reaches it;
-    returns the frames written."""
+def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions, *, sheet_of_stills: bool = False) -> int:
+    """Stream the whole timeline into the output file, each gap read from the work folder under its key
+    in ``keys``; returns the frames written. The contact sheet shows the generated frames (and the
+    held images too with ``sheet_of_stills``, as ``sfi interpolate`` shows its ends)."""
+    missing = [gap for gap in plan.gaps if not cache.has(keys[gap.index])]
+    if missing:
+        raise SfiError(f"{len(missing)} of {len(plan.gaps)} transitions are not in the work folder '{cache.root}' "
+                       f"(first: {missing[0].label}); run the transitions first (the same command with --only transitions)")
     readers = Readers(plan, options.ffmpeg)
+    sheet = ContactSheet() if options.sheet else None
+    to_output = {"pix_fmt": plan.pix_fmt, "video_filter": plan.rgb_to_output(options.ffmpeg)}
     total = plan.total_frames
     try:
         with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress, \
@@ -261,22 +239,26 @@ def splice(plan: Plan, gaps: GapMaker, options: RenderOptions) -> int:
             with SpliceWriter(plan, ffmpeg=options.ffmpeg, results=results) as writer:
                 for segment in plan.segments:
                     if isinstance(segment, Generated):
-                        gap = plan.gaps[segment.gap]
-                        # closed at once on any error or signal, so a gap half-stored is removed, not left behind
-                        with closing(gaps.frames(gap, *boundary_frames(gap, readers, plan, options.ffmpeg))) as frames:
-                            for frame in frames:
-                                writer.write(frame)
+                        key = keys[segment.gap]
+                        for frame in cache.frames(key, **to_output):
+                            writer.write(frame)
+                        if sheet:
+                            for frame in cache.frames(key):
+                                sheet.add(frame)
                         progress(writer.frames_written, total)
                         continue
+                    if sheet and sheet_of_stills and isinstance(segment, Still):
+                        for _ in range(segment.frames):
+                            sheet.add(readers[segment.source].rgb)
                     start, stop = (segment.start, segment.stop) if isinstance(segment, Footage) else (0, segment.frames)
                     for chunk in range(start, stop, RELAY_CHUNK):
                         readers[segment.source].relay(chunk, min(chunk + RELAY_CHUNK, stop), writer)
                         progress(writer.frames_written, total)
                 if writer.frames_written != total:
                     raise SfiError(f"wrote {writer.frames_written} frames instead of the planned {total}; this is a bug")
-                if gaps.sheet and gaps.sheet.thumbnails:
-                    gaps.sheet.save(options.sheet, results)
-                elif gaps.sheet:
+                if sheet and sheet.thumbnails:
+                    sheet.save(options.sheet, results)
+                elif sheet:
                     options.reporter.message("no transitions, so no contact sheet was written")
     finally:
         readers.close()

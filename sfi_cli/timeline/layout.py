@@ -55,7 +55,8 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
     sources = resolve_sources(recipe, probed or {})
     picture = output_picture(recipe, sources, codec, default_fps)
     shots = take_replace_overlaps([resolve_shot(spec, sources[str(spec.path)], picture.rate) for spec in recipe.shots])
-    segments, gaps = lay_out(shots, picture.rate, EngineNames(engine, engine_settings))
+    engines = EngineNames(engine, engine_settings)
+    segments, gaps = lay_out(shots, picture.rate, engines)
     suffix = output.suffix.lower()
     audio = audio_tracks(sources, shots, picture.rate, suffix) if recipe.output.audio == "shots" else ()
     streams = following_streams(picture.primary, shots, picture.rate, suffix, picture.one_source)
@@ -66,7 +67,7 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
         keep_rotation=picture.keep_rotation, sources=sources, segments=segments, gaps=gaps, audio=audio,
         subtitles=streams.subtitles, subtitle_shifts=streams.shifts, recipe=recipe.path,
         warnings=picture.warnings + streams.warnings, attachments=streams.attachments, chapters=streams.chapters,
-        pad=picture.pad,
+        pad=picture.pad, engine_identities=engines.identities(),
     )
 
 
@@ -217,6 +218,12 @@ class EngineNames(dict):
 
     def of(self, spec: TransitionSpec | None) -> str:
         return self[(spec.engine if spec else None) or self.default]
+
+    def identities(self) -> dict[str, dict[str, Any]]:
+        """Each engine that runs, by name: what shapes its frames besides the inputs (``Engine.identity``)."""
+        from engines import engine_class
+
+        return {name: engine_class(name).identity(self.settings) for name in sorted(set(self.values()))}
 
 
 class _Timeline:

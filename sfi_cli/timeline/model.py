@@ -8,10 +8,10 @@ in ``sfi_cli.media.formats``; the properties here only ask it about this plan's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Any, Mapping, Union
 
 from sfi_cli.media import formats
 from sfi_cli.media.probe import Attachment, Chapter, MediaInfo, SubtitleStream
@@ -165,6 +165,7 @@ class Plan:
     attachments: tuple[Attachment, ...] = ()  # of the primary source, copied (.mkv only)
     chapters: tuple[Chapter, ...] = ()  # of the primary source, moved past inserted transitions
     pad: tuple[int, int] = (0, 0)  # columns, rows repeated at the right/bottom edge to make ``size`` even
+    engine_identities: Mapping[str, Any] = field(default_factory=dict)  # by engine name: ``Engine.identity``
 
     @property
     def sar(self) -> Fraction:
@@ -178,8 +179,11 @@ class Plan:
 
     @property
     def matrix(self) -> str:
-        """The YUV matrix: the primary source's, else BT.601 (what ffmpeg assumes untagged)."""
-        return self.primary.info.matrix if self.primary else formats.UNTAGGED_MATRIX
+        """The YUV matrix: the primary source's (BT.601, what ffmpeg assumes, when untagged); for stills
+        alone, the standard of the picture's size (BT.709 for HD)."""
+        if self.primary is None:
+            return formats.picture_standard(*self.size)
+        return self.primary.info.matrix
 
     @property
     def rgb_pix_fmt(self) -> str:

@@ -1,0 +1,177 @@
+"""Pass 1: make every transition the work folder does not hold yet, each as an independent job.
+
+A ``TransitionJob`` carries all a worker needs and nothing of the video: the gap's two
+boundary frames (the engines' RGB, 16-bit for deep footage), the engine's name and
+settings, the gap's parameters and its work-folder key. The driver reads the boundary
+frames of all jobs in timeline order through the plan's own readers (one forward-reading
+decoder per source, seeking only across long stretches), converting them to RGB exactly
+as the splice converts its frames, and hands the jobs to an executor as workers free up.
+``make_transition`` runs anywhere: it builds the engine once per process, makes the
+frames and stores them in the work folder, published only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from sfi_cli.errors import SfiError
+from sfi_cli.render.workdir import GapCache, gap_params, plan_gap_key
+from sfi_cli.timeline.model import Gap, Plan
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sfi_cli.render import RenderOptions
+
+
+@dataclass(frozen=True)
+class TransitionJob:
+    """One gap to make: picklable, self-contained."""
+
+    name: str  # "gap 2/5 (label)" for messages
+    key: str
+    engine: str
+    settings: dict[str, dict[str, Any]]  # every engine's section: an engine may use another (SemFi retimes with flow)
+    params: dict[str, Any]  # count, prompt, negative_prompt, seed
+    meta: dict[str, Any]  # written to the gap's gap.json
+    work_dir: Path
+    ffmpeg: str
+    first: np.ndarray
+    last: np.ndarray
+
+
+_engines: dict[tuple[str, str], Any] = {}  # per process: engines are built once and reused across jobs
+
+
+def _engine(name: str, settings: dict[str, dict[str, Any]]):
+    import json
+
+    from engines import load_engine
+
+    tag = (name, json.dumps(settings, sort_keys=True, default=str))
+    if tag not in _engines:
+        _engines[tag] = load_engine(name, settings)
+    return _engines[tag]
+
+
+def counted(frames, expected: int, engine_name: str) -> Iterator[np.ndarray]:
+    """Pass frames through, failing loudly if an engine returns the wrong number."""
+    produced = 0
+    for frame in frames:
+        produced += 1
+        if produced > expected:
+            break
+        yield frame
+    if produced != expected:
+        raise SfiError(f"engine '{engine_name}' returned {produced} frames instead of {expected}; this is a bug, please report it")
+
+
+def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
+    """Make one gap's frames and store them in the work folder; returns its manifest record."""
+    started = time.monotonic()
+    engine = _engine(job.engine, job.settings)
+    params = job.params
+    frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
+                             negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress)
+    cache = GapCache(job.work_dir, job.ffmpeg, tidy=False)
+    notes = engine.notes(params["count"])
+    cache.store(job.key, counted(frames, params["count"], engine.name),
+                {"engine": engine.cache_key(), "notes": notes, **job.meta})
+    return {"key": job.key, "cached": False, "seconds": round(time.monotonic() - started, 3),
+            "host": socket.gethostname(), "pid": os.getpid(), **notes}
+
+
+def gap_keys(plan: Plan) -> list[str]:
+    """Every gap's work-folder key, from the plan alone (no engine, no decoding)."""
+    return [plan_gap_key(plan, gap) for gap in plan.gaps]
+
+
+def _jobs(plan: Plan, missing: list[Gap], keys: list[str], options: RenderOptions, work_dir: Path) -> Iterator[TransitionJob]:
+    """The jobs of the ``missing`` gaps, their boundary frames read in timeline order as each is asked for."""
+    from sfi_cli.media.ffmpeg import convert_frames
+    from sfi_cli.media.readers import StillReader
+    from sfi_cli.render.footage import Readers
+
+    readers = Readers(plan, options.ffmpeg)
+    try:
+        for gap in missing:
+            rgb: dict[int, np.ndarray] = {}
+            raw: dict[int, np.ndarray] = {}
+            for side, (source, index) in enumerate((gap.before, gap.after)):
+                reader = readers[source]
+                if isinstance(reader, StillReader):
+                    rgb[side] = reader.rgb  # the image itself, not its round trip through YUV
+                else:
+                    raw[side] = reader.frame(index).copy()
+            if raw:
+                converted = convert_frames(list(raw.values()), plan.size, from_pix_fmt=plan.pix_fmt,
+                                           pix_fmt=plan.rgb_pix_fmt, video_filter=plan.output_to_rgb(options.ffmpeg),
+                                           ffmpeg=options.ffmpeg)
+                rgb.update(zip(raw, converted))
+            yield TransitionJob(
+                name=f"gap {gap.index + 1}/{len(plan.gaps)} ({gap.label}, {gap.count} frames, {gap.engine})",
+                key=keys[gap.index], engine=gap.engine, settings=options.engine_settings, params=gap_params(gap),
+                meta={"label": gap.label, **gap_params(gap)}, work_dir=work_dir, ffmpeg=options.ffmpeg,
+                first=rgb[0], last=rgb[1])
+    finally:
+        readers.close()
+
+
+def check_engines(names: set[str], engine_settings: dict[str, dict[str, Any]]) -> None:
+    """A missing model or package fails here, in one line, before any worker starts."""
+    from engines import EngineUnavailable, engine_class
+
+    for name in sorted(names):
+        reason = engine_class(name).unavailable_reason(engine_settings.get(name, {}))
+        if reason is not None:
+            raise EngineUnavailable(f"engine '{name}' cannot run here: {reason}")
+
+
+def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[str, Any]]:
+    """Pass 1: make the gaps the work folder lacks through ``executor``; returns one record per gap, in order."""
+    from functools import partial
+
+    from sfi_cli.render import work_dir_for
+
+    work_dir = work_dir_for(plan.output, options.work_dir)
+    cache = GapCache(work_dir, options.ffmpeg)
+    keys = gap_keys(plan)
+    wanted: dict[str, Gap] = {}  # two gaps alike (same key) are made once
+    for gap in plan.gaps:
+        if not cache.has(keys[gap.index]):
+            wanted.setdefault(keys[gap.index], gap)
+    missing = list(wanted.values())
+    made: dict[str, dict[str, Any]] = {}
+    if plan.gaps:
+        options.reporter.message(f"transitions: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
+    if missing:
+        check_engines({gap.engine for gap in missing}, options.engine_settings)
+        total = sum(gap.count for gap in missing)
+        with options.reporter.task(f"making {len(missing)} transition{'s' * (len(missing) != 1)} ({total} frames)", total) as progress:
+            done = 0
+
+            def frame_progress(finished: int, count: int) -> None:
+                progress(done + finished, total)
+
+            function = partial(make_transition, progress=frame_progress) if executor.in_process else make_transition
+            try:
+                for job, record in executor.map(function, _jobs(plan, missing, keys, options, work_dir)):
+                    made[job.key] = record
+                    done += job.params["count"]
+                    progress(done, total)
+                    options.reporter.message(f"{job.name}: made in {record['seconds']:.1f}s")
+            finally:
+                from sfi_cli.media.publish import remove_stale
+
+                remove_stale(cache.gaps)  # whatever a stopped worker could not tidy itself
+    return [made.pop(keys[gap.index], None) or stored_record(cache, keys[gap.index]) for gap in plan.gaps]
+
+
+def stored_record(cache: GapCache, key: str) -> dict[str, Any]:
+    """The manifest record of a gap the work folder already held."""
+    return {"key": key, "cached": True, "seconds": 0.0, **cache.notes(key)}
