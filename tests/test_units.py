@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -162,3 +163,22 @@ def test_a_source_whose_video_starts_late_is_timed_from_its_first_frame(tmp_path
     command = splice_command(fill_plan(tmp_path, info, "replace"), tmp_path / "p.mp4", "ffmpeg")
     position = command.index(ffmpeg_path(info.path))
     assert command[position - 3:position - 1] == ["-itsoffset", "-0.500000"]
+
+
+# --- where a reader seeks ----------------------------------------------------------------------------------------
+
+def test_a_reader_seeks_only_when_a_keyframe_lies_well_ahead_of_it(tmp_path):
+    """A seek decodes from the keyframe before its target, so across a long GOP reading on is cheaper."""
+    from sfi_cli.media.readers import VideoReader
+
+    info = dataclasses.replace(clip_facts(tmp_path / "clip.mp4", frames=600), keyframes=(0, 250, 500))
+    reader = VideoReader(info, size=(64, 36), fit="cover", rate=info.rate, pix_fmt="yuv420p", keep_rotation=False,
+                         ffmpeg="ffmpeg")
+    reader._position = 121  # as after the boundary frames of a cut at frame 120
+    assert reader._reads_on_to(239)  # the keyframe before 239 is 0: a seek would decode 239 frames, reading on 118
+    assert not reader._reads_on_to(300)  # keyframe 250 lies ahead: a seek decodes 50 frames instead of 179
+    assert not reader._reads_on_to(100)  # behind the decoder
+    untold = VideoReader(dataclasses.replace(info, keyframes=()), size=(64, 36), fit="cover", rate=info.rate,
+                         pix_fmt="yuv420p", keep_rotation=False, ffmpeg="ffmpeg")
+    untold._position = 121
+    assert untold._reads_on_to(121 + 48) and not untold._reads_on_to(121 + 49)  # without keyframes: within ~2 s

@@ -119,6 +119,7 @@ class MediaInfo:
     sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio; 1 where the file does not say
     field_order: str | None = None  # "tt", "bb", "tb" or "bt" for interlaced video, None for progressive
     hdr: HdrMetadata | None = None
+    keyframes: tuple[int, ...] = ()  # frame numbers where decoding can start (a seek lands on the one before)
 
     @property
     def color_range(self) -> str:
@@ -166,7 +167,7 @@ def probe(path: Path) -> MediaInfo:
         if container.format.name in IMAGE_FORMATS or not container.streams.video:
             raise SfiError(f"input '{path}' is not a video (no video stream); give a movie file such as .mp4 or .mov")
         stream = container.streams.video[0]
-        timestamps = _frame_timestamps(container, stream)
+        timestamps, keyframes = _frame_timestamps(container, stream)
         if len(timestamps) < 2:
             raise SfiError(f"input '{path}' has {len(timestamps)} video frame(s); a video needs at least 2")
         rate, vfr = _frame_rate(stream, timestamps)
@@ -210,6 +211,7 @@ def probe(path: Path) -> MediaInfo:
             sar=Fraction(stream.sample_aspect_ratio or context.sample_aspect_ratio or 1),
             field_order=FIELD_ORDERS.get(getattr(context, "field_order", 0)),
             hdr=_hdr_metadata(first),
+            keyframes=tuple(keyframes) if not vfr else (),
         )
 
 
@@ -219,14 +221,19 @@ def _stream_start(stream, file_start: Fraction) -> Fraction:
     return stream.start_time * stream.time_base if stream.start_time is not None else file_start
 
 
-def _frame_timestamps(container, stream) -> list[int]:
-    """Presentation timestamps of every frame that will be shown, sorted (demuxing reads packets, decodes nothing)."""
-    timestamps = []
+def _frame_timestamps(container, stream) -> tuple[list[int], list[int]]:
+    """Presentation timestamps of every frame that will be shown, sorted, and the frame numbers of its
+    keyframes, where a seek can start decoding (demuxing reads packets, decodes nothing)."""
+    timestamps, keys = [], set()
     for packet in container.demux(stream):
-        if packet.size and not packet.is_discard:
-            timestamps.append(packet.pts if packet.pts is not None else packet.dts)
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if packet.size and not packet.is_discard and stamp is not None:
+            timestamps.append(stamp)
+            if packet.is_keyframe:
+                keys.add(stamp)
     container.seek(0)
-    return sorted(t for t in timestamps if t is not None)
+    timestamps.sort()
+    return timestamps, [number for number, stamp in enumerate(timestamps) if stamp in keys]
 
 
 def _frame_rate(stream, timestamps: list[int]) -> tuple[Fraction, bool]:

@@ -10,6 +10,8 @@ read through ffmpeg's ``fps`` filter, so frame ``i`` is the one shown at ``i / r
 
 from __future__ import annotations
 
+import bisect
+
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -71,7 +73,8 @@ class VideoReader:
         self.picture_filters = [f for f in (aspect_filter, fit_filter(stored, self.picture, fit, scale_flags),
                                             color_filter) if f]
         self.video_filter = ",".join(f for f in (self.rate_filter, *self.picture_filters) if f) or None
-        self.skip_limit = max(1, round(2 * rate))  # reading on beats seeking for gaps shorter than ~2 s
+        self.skip_limit = max(1, round(2 * rate))  # without keyframe facts: read on over gaps shorter than ~2 s
+        self.seek_cost = max(1, round(rate / 2))  # a new decoder costs about as much as reading on this many frames
         self._decoder: Iterator[np.ndarray] | None = None
         self._position = 0
         self._last: np.ndarray | None = None
@@ -104,7 +107,7 @@ class VideoReader:
             start += 1
         if start >= stop:
             return
-        if self._decoder is None or not (self._position <= start <= self._position + self.skip_limit):
+        if self._decoder is None or not self._reads_on_to(start):
             self._open(start)
         while self._position < stop:
             frame = self._padded(next(self._decoder, None))
@@ -115,6 +118,17 @@ class VideoReader:
             self._position += 1
             if self._position > start:
                 yield frame
+
+    def _reads_on_to(self, start: int) -> bool:
+        """Whether the open decoder should read on to frame ``start`` rather than a new one seek to it: a seek
+        decodes from the keyframe at or before ``start``, so it pays only when that keyframe lies well ahead
+        of where the decoder is (in long GOPs a seek can cost more decoding than reading on)."""
+        if start < self._position:
+            return False
+        if self.conform or not self.info.keyframes:  # frame numbers of a converted clip are not the file's
+            return start <= self._position + self.skip_limit
+        keyframe = self.info.keyframes[max(0, bisect.bisect_right(self.info.keyframes, start) - 1)]
+        return start - self._position <= start - keyframe + self.seek_cost
 
     def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
         """Frames ``start`` .. ``stop - 1`` into ``writer``: the first and last read as usual (either may be a
@@ -194,6 +208,17 @@ class StillReader:
 
     def frame(self, index: int) -> np.ndarray:
         return self.raw
+
+    def _reads_on_to(self, start: int) -> bool:
+        """Whether the open decoder should read on to frame ``start`` rather than a new one seek to it: a seek
+        decodes from the keyframe at or before ``start``, so it pays only when that keyframe lies well ahead
+        of where the decoder is (in long GOPs a seek can cost more decoding than reading on)."""
+        if start < self._position:
+            return False
+        if self.conform or not self.info.keyframes:  # frame numbers of a converted clip are not the file's
+            return start <= self._position + self.skip_limit
+        keyframe = self.info.keyframes[max(0, bisect.bisect_right(self.info.keyframes, start) - 1)]
+        return start - self._position <= start - keyframe + self.seek_cost
 
     def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
         for frame in self.frames(start, stop):
