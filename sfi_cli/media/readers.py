@@ -209,17 +209,6 @@ class StillReader:
     def frame(self, index: int) -> np.ndarray:
         return self.raw
 
-    def _reads_on_to(self, start: int) -> bool:
-        """Whether the open decoder should read on to frame ``start`` rather than a new one seek to it: a seek
-        decodes from the keyframe at or before ``start``, so it pays only when that keyframe lies well ahead
-        of where the decoder is (in long GOPs a seek can cost more decoding than reading on)."""
-        if start < self._position:
-            return False
-        if self.conform or not self.info.keyframes:  # frame numbers of a converted clip are not the file's
-            return start <= self._position + self.skip_limit
-        keyframe = self.info.keyframes[max(0, bisect.bisect_right(self.info.keyframes, start) - 1)]
-        return start - self._position <= start - keyframe + self.seek_cost
-
     def relay(self, start: int, stop: int, writer: VideoWriter) -> None:
         for frame in self.frames(start, stop):
             writer.write(frame)
