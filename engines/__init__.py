@@ -58,18 +58,24 @@ def resolve_name(name: str, settings: dict[str, dict[str, Any]] | None = None) -
     return auto_choice(settings)[0]
 
 
+def require_available(name: str, settings: dict[str, dict[str, Any]]) -> type[Engine]:
+    """The class of engine ``name``, or one line saying why it cannot run here (before anything is made)."""
+    cls = engine_class(name)
+    reason = cls.unavailable_reason(settings.get(name, {}))
+    if reason is not None:
+        raise EngineUnavailable(f"engine '{name}' cannot run here: {reason}")
+    return cls
+
+
 def load_engine(name: str, settings: dict[str, dict[str, Any]] | None = None) -> Engine:
     """Build the engine ``name`` (or the ``auto`` choice) with its own settings section; each engine it
     ``uses`` is built the same way from its own section and handed to it (SemFi retimes with ``flow``)."""
     settings = settings or {}
     resolved = resolve_name(name, settings)
-    cls = engine_class(resolved)
-    reason = cls.unavailable_reason(settings.get(resolved, {}))
-    if reason is not None:
-        raise EngineUnavailable(f"engine '{resolved}' cannot run here: {reason}")
+    cls = require_available(resolved, settings)
     helpers = {used: load_engine(used, settings) for used in cls.uses}
     return cls(**settings.get(resolved, {}), **helpers)
 
 
 __all__ = ["EngineError", "EngineUnavailable", "UnknownEngine", "REGISTRY", "AUTO_ORDER", "auto_choice",
-           "engine_class", "load_engine", "resolve_name"]
+           "engine_class", "load_engine", "require_available", "resolve_name"]

@@ -90,12 +90,18 @@ class Engine:
         keys need no engine, and an engine upgrade or a helper's new settings make new gaps)."""
         from engines import engine_class
 
-        own = {"engine": cls.name, "version": cls.version, "settings": settings.get(cls.name, {})}
+        own = {"engine": cls.name, "version": cls.version, "settings": cls.key_settings(settings.get(cls.name, {}))}
         return {**own, **({"uses": [engine_class(name).identity(settings) for name in cls.uses]} if cls.uses else {})}
 
+    @classmethod
+    def key_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings as they shape frames: resolved where two spellings mean the same, without those that
+        change nothing in the frames (an engine overrides this when it has such settings)."""
+        return dict(settings)
+
     def cache_key(self) -> dict[str, Any]:
-        """Everything besides the inputs that changes this engine's output (settings with defaults filled in)."""
-        return {"engine": self.name, "version": self.version, **self.settings}
+        """Everything besides the inputs that changes this engine's output (recorded with each stored gap)."""
+        return {"engine": self.name, "version": self.version, **self.key_settings(self.settings)}
 
     def generate(
         self,

@@ -226,10 +226,17 @@ def in_between(field: MotionField, first: np.ndarray, last: np.ndarray, t: float
 class FlowEngine(Engine):
     name = "flow"
 
-    def __init__(self, flow_width: int = 480, min_confidence: float = 0.35, **settings) -> None:
-        super().__init__(flow_width=flow_width, min_confidence=min_confidence, **settings)
-        self.flow_width = flow_width
-        self.min_confidence = min_confidence
+    DEFAULTS = {"flow_width": 480, "min_confidence": 0.35}
+
+    def __init__(self, **settings) -> None:
+        super().__init__(**self.key_settings(settings))
+        self.flow_width = self.settings["flow_width"]
+        self.min_confidence = self.settings["min_confidence"]
+
+    @classmethod
+    def key_settings(cls, settings: dict) -> dict:
+        """Its settings with the defaults filled in: a gap made before a default changes is not served after."""
+        return {**cls.DEFAULTS, **settings}
 
     def motion(self, first: np.ndarray, last: np.ndarray) -> MotionField | None:
         """The gap's motion, or None where a dissolve is the better answer (see module doc)."""

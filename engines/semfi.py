@@ -137,26 +137,31 @@ class SemFiEngine(Engine):
     def describe(cls, count: int) -> str:
         return f"expert {cls.notes(count)['semfi_expert']} (model runs {cls.model_frames(count)} frames)"
 
-    def cache_key(self) -> dict[str, Any]:
+    @classmethod
+    def key_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
         """Every setting resolved (dtype, area in pixels, paths); memory_mode is left out because every mode
         gives the same frames (tests/test_semfi_engine.py checks it), and the device counts by its kind only."""
+        from engines.semfi_parts import rules
+
+        merged = with_defaults(settings)
+        device = str(merged["device"])
+        return {
+            "model_dir": str(Path(merged["model_dir"]).expanduser().resolve()),
+            "lora": str(Path(merged["lora"]).expanduser().resolve()),
+            "device_type": "cuda" if device.startswith("cuda") else device,
+            "dtype": resolve_dtype_name(str(merged["dtype"]), device),
+            "steps": int(merged["steps"]),
+            "cfg": float(merged["cfg"]),
+            "shift": float(merged["shift"]),
+            "negative_prompt": str(merged["negative_prompt"]),
+            "area": rules.area_pixels(merged["area"]),
+        }
+
+    def cache_key(self) -> dict[str, Any]:
         lora = self.lora.resolve()
         stat = lora.stat() if lora.is_file() else None
-        return {
-            "engine": self.name,
-            "version": self.version,
-            "model_dir": str(self.model_dir.resolve()),
-            "lora": str(lora),
-            "lora_file": [stat.st_size, stat.st_mtime_ns] if stat else None,
-            "device_type": "cuda" if self.device.startswith("cuda") else self.device,
-            "dtype": self.dtype_name,
-            "steps": self.steps,
-            "cfg": self.cfg,
-            "shift": self.shift,
-            "negative_prompt": self.negative_prompt,
-            "area": self.area_pixels,
-            "flow": self.flow.cache_key(),
-        }
+        return {**super().cache_key(), "lora_file": [stat.st_size, stat.st_mtime_ns] if stat else None,
+                "flow": self.flow.cache_key()}
 
     def runtime(self):
         """The loaded models, sampler and Mixture-of-LoRA (loaded on first call, then reused)."""

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sfi_cli.errors import SfiError
-from sfi_cli.media.images import fit_pair, load_image, parse_size, resize_to
+from sfi_cli.media.images import load_image, parse_size, resize_to
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -52,12 +52,11 @@ def test_other_modes_become_rgb(tmp_path, mode):
     assert frame.shape == (6, 6, 3) and frame.dtype == np.uint8
 
 
-def test_pair_of_different_sizes_takes_first_size_and_cover_crops():
-    first = np.zeros((40, 30, 3), np.uint8)
-    last = np.full((20, 40, 3), 255, np.uint8)  # wider shape
-    a, b = fit_pair(first, last)
-    assert a.shape == b.shape == (40, 30, 3)
-    assert b.min() == 255  # cover: no bars
+def test_cover_fills_another_shape_without_bars():
+    last = np.full((20, 40, 3), 255, np.uint8)  # wider than the 30x40 output
+    covered = resize_to(last, (30, 40), "cover")
+    assert covered.shape == (40, 30, 3)
+    assert covered.min() == 255  # cover: cropped, no bars
 
 
 def test_contain_adds_bars_and_stretch_fills():

@@ -132,6 +132,27 @@ def test_transitions_alone_leave_an_existing_output_alone(tmp_path, timeline, sf
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "work"]
 
 
+def test_fill_transitions_alone_take_no_output_lock(tmp_path, cut_clip, sfi):
+    """Farm nodes run ``fill --only transitions`` side by side: a run holding the output's lock stops none of them."""
+    import socket
+
+    from sfi_cli.media.publish import lock_path
+
+    out, work = tmp_path / "out.mp4", tmp_path / "work"
+    holder = subprocess.Popen(["sleep", "60"])  # another run of this machine, busy writing out.mp4
+    try:
+        lock_path(out).write_text(f"{socket.gethostname()} {holder.pid}\n")
+        result = sfi("fill", cut_clip, "-o", out, "--engine", "crossfade", "--frames", "4", "--work-dir", work,
+                     "--only", "transitions", "-q")
+        assert result.code == 0, result.stderr
+        assert len(gaps_in(work)) == 2 and not out.exists()
+        refused = sfi("fill", cut_clip, "-o", out, "--engine", "crossfade", "--frames", "4", "--work-dir", work, "-q")
+        assert refused.code == 1 and str(holder.pid) in refused.stderr  # a run that splices does wait its turn
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_signal_while_workers_make_transitions_leaves_finished_gaps_only(tmp_path, ffmpeg_exe):
     clip = make_clip(tmp_path / "long.mp4", ffmpeg_exe, frames=200, cuts=(40, 80, 120, 160), rate="25",
                      size=(480, 320), audio=False)

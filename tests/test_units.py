@@ -182,3 +182,22 @@ def test_a_reader_seeks_only_when_a_keyframe_lies_well_ahead_of_it(tmp_path):
                          pix_fmt="yuv420p", keep_rotation=False, ffmpeg="ffmpeg")
     untold._position = 121
     assert untold._reads_on_to(121 + 48) and not untold._reads_on_to(121 + 49)  # without keyframes: within ~2 s
+
+
+# --- what of an engine's settings reaches the work-folder keys -------------------------------------------------
+
+def test_an_engines_identity_holds_what_shapes_frames_and_nothing_else():
+    from engines import engine_class
+
+    semfi = engine_class("semfi")
+
+    def identity(**semfi_settings):
+        return semfi.identity({"semfi": semfi_settings, "flow": {"flow_width": 480}})
+
+    base = identity(steps=50, area="480p", memory_mode="full", device="cuda:0")
+    assert identity(steps=50, area=399360, memory_mode="stream", device="cuda:1") == base  # same frames
+    assert identity(steps=40, area="480p", memory_mode="full", device="cuda:0") != base
+    assert semfi.identity({"semfi": {"steps": 50, "area": "480p"}, "flow": {"flow_width": 320}}) != identity(
+        steps=50, area="480p")  # SemFi retimes with flow: its settings count
+    flow = engine_class("flow")
+    assert flow.identity({"flow": {}}) == flow.identity({"flow": {"flow_width": 480}})  # defaults filled in

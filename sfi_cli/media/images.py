@@ -86,14 +86,6 @@ def resize_to(frame: np.ndarray, size: tuple[int, int], fit: str = "cover") -> n
     return np.asarray(canvas)
 
 
-def fit_pair(first: np.ndarray, last: np.ndarray, size: tuple[int, int] | None = None,
-             fit: str = "cover") -> tuple[np.ndarray, np.ndarray]:
-    """Bring both ends to one size: ``size`` if given, else the first frame's size."""
-    if size is None:
-        size = (first.shape[1], first.shape[0])
-    return resize_to(first, size, fit), resize_to(last, size, fit)
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``WxH`` into (width, height) of positive integers."""
     parts = text.lower().split("x")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Iterator
 
+from engines.errors import EngineError
 from sfi_cli.errors import SfiError
 
 
@@ -99,12 +100,13 @@ def _result(future, job) -> Any:
 
     try:
         return future.result()
-    except SfiError as error:
+    except (SfiError, EngineError) as error:  # already one line the user can act on
         raise SfiError(f"{job.name}: {error}") from None
     except BrokenProcessPool:
         raise SfiError(f"{job.name}: its worker process died; run again to make the transitions still missing") from None
     except Exception as error:
-        raise SfiError(f"{job.name} failed in a worker: {type(error).__name__}: {error}") from None
+        message = " ".join(str(error).split())  # one line, whatever the library wrote (CUDA errors span many)
+        raise SfiError(f"{job.name} failed in a worker: {type(error).__name__}: {message}") from None
 
 
 def _stop(pool) -> None:

@@ -124,12 +124,10 @@ def _jobs(plan: Plan, missing: list[Gap], keys: list[str], options: RenderOption
 
 def check_engines(names: set[str], engine_settings: dict[str, dict[str, Any]]) -> None:
     """A missing model or package fails here, in one line, before any worker starts."""
-    from engines import EngineUnavailable, engine_class
+    from engines import require_available
 
     for name in sorted(names):
-        reason = engine_class(name).unavailable_reason(engine_settings.get(name, {}))
-        if reason is not None:
-            raise EngineUnavailable(f"engine '{name}' cannot run here: {reason}")
+        require_available(name, engine_settings)
 
 
 def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[str, Any]]:

@@ -102,7 +102,8 @@ def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOpt
          crf: int, preset: str) -> dict[str, Any]:
     """Detect the cuts of ``request.video`` and render it with a transition at each one."""
     video, output = Path(request.video), Path(request.output)
-    with nullcontext() if options.dry_run else output_lock(output):
+    # Transitions alone write only into the work folder (farm nodes share it): no output lock, as in render.
+    with nullcontext() if options.dry_run or "splice" not in options.passes else output_lock(output):
         return _fill(video, output, request, detect_options, options, default_fps=default_fps, crf=crf, preset=preset)
 
 
