@@ -312,6 +312,14 @@ class FrameStream:
                 left -= got
         return count
 
+    def skip(self, count: int) -> int:
+        """Drop up to ``count`` frames unread; returns how many there were. On Linux they go to /dev/null inside
+        the kernel: reading on through a long GOP then costs the decoding only, not a copy of every frame."""
+        if not CAN_MOVE_FRAMES:
+            return sum(1 for _ in zip(range(count), self))
+        with open(os.devnull, "wb") as null:
+            return self.move_to(null.fileno(), count)
+
     def _finish(self) -> None:
         """The stream ran out: fine if ffmpeg exited cleanly, else its last words as the error."""
         if self.closed:

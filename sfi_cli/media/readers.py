@@ -109,6 +109,9 @@ class VideoReader:
             return
         if self._decoder is None or not self._reads_on_to(start):
             self._open(start)
+        if self._position < start and not self.conform:  # a converted clip may need its last frame held
+            self._position += self._decoder.skip(start - self._position)
+            self._last = None  # what was skipped never reached Python
         while self._position < stop:
             frame = self._padded(next(self._decoder, None))
             if frame is None:
