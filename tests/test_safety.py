@@ -154,7 +154,7 @@ def test_fill_output_that_is_the_input_by_another_name_is_refused(tmp_path, ffmp
 
 
 def test_render_never_writes_its_recipe_or_sources(tmp_path, ffmpeg_exe, sfi):
-    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
+    make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
     recipe = tmp_path / "r.toml"
     recipe.write_text('[output]\npath = "v.mp4"\n\n[[shot]]\nvideo = "v.mp4"\nin = 0\nout = 10\n')
     os.link(recipe, tmp_path / "r.sfi.json")
