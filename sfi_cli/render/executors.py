@@ -24,7 +24,9 @@ class LocalExecutor:
 
     def map(self, function: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         for job in jobs:
-            yield job, function(job)
+            result = function(job)
+            yield job, result
+            del job, result  # the next job's frames are read while nothing holds this one's
 
 
 class _Stopped(BaseException):

@@ -17,7 +17,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sfi_cli.errors import SfiError
 from sfi_cli.render.workdir import GapCache, gap_params, plan_gap_key
@@ -130,8 +130,10 @@ def check_engines(names: set[str], engine_settings: dict[str, dict[str, Any]]) -
         require_available(name, engine_settings)
 
 
-def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[str, Any]]:
-    """Pass 1: make the gaps the work folder lacks through ``executor``; returns one record per gap, in order."""
+def make_transitions(plan: Plan, options: RenderOptions, executor, *,
+                     between_jobs: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+    """Pass 1: make the gaps the work folder lacks through ``executor``; returns one record per gap, in order.
+    ``between_jobs`` runs after each finished job; an error it raises stops the pass."""
     from functools import partial
 
     from sfi_cli.render import work_dir_for
@@ -163,6 +165,8 @@ def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[
                     done += job.params["count"]
                     progress(done, total)
                     options.reporter.message(f"{job.name}: made in {record['seconds']:.1f}s")
+                    del job, record  # its boundary frames go before the next job's are read
+                    between_jobs()
             finally:
                 from sfi_cli.media.publish import remove_stale
 
