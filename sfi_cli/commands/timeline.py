@@ -31,8 +31,29 @@ length_options = option_group(
 )
 
 
+# The output's encoding, shared by every command that writes video (recipe values give way to them).
+output_options = option_group(
+    keyed_option("output.codec"),
+    keyed_option("output.crf"),
+    keyed_option("output.preset"),
+)
+
+
+def output_codec_setting(config) -> str | None:
+    """The codec a command was asked for, None for the container's usual one."""
+    return None if config["output.codec"] == "auto" else config["output.codec"]
+
+
+def output_flags(config) -> dict:
+    """The ``OutputSpec`` fields set by this command's flags (recipe values hold where no flag is given)."""
+    fields = {"output.codec": ("codec", output_codec_setting(config)), "output.crf": ("quality", config["output.crf"]),
+              "output.preset": ("preset", config["output.preset"])}
+    return dict(value for key, value in fields.items() if key in config.flags)
+
+
 # Options shared by ``render`` and ``fill``.
 render_options = option_group(
+    output_options,
     keyed_option("engine", note="for render it replaces every engine the recipe names"),
     click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
     click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -150,13 +171,13 @@ def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, only
     """Render the timeline of shots and transitions described by RECIPE (TOML)."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.layout import make_plan
-    from sfi_cli.timeline.recipe import load_recipe, with_engine
+    from sfi_cli.timeline.recipe import load_recipe, with_engine, with_output_settings
     from sfi_cli.render import render_plan
 
     config = obj.config
     options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run,
                                only=only)
-    loaded = load_recipe(recipe, output)
+    loaded = with_output_settings(load_recipe(recipe, output), **output_flags(config))
     plan = make_plan(with_engine(loaded, config["engine"]) if "engine" in config.flags else loaded,
                      engine=config["engine"], engine_settings=options.engine_settings,
                      default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
@@ -172,11 +193,16 @@ def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, only
 @click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
 @detector_options
-@click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
+@click.option("--cuts", "chosen_cuts", default="", metavar="LIST",
+              help="Fill only these cuts, numbered as sfi detect lists them: 1,3-5 (default: all).")
+@click.option("--min-score", type=float, default=0.0, show_default=True,
+              help="Fill only cuts the detector scored at least this high (see sfi detect's score column).")
+@click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is chosen, still write a (re-encoded) copy.")
 @render_options
 @click.pass_obj
 def fill(obj: Context, video: Path, output: Path, frames: int | None, prompt: str, negative_prompt: str, seed: int,
-         copy_if_no_cuts: bool, dry_run, sheet, only, force, as_json, quiet) -> None:
+         chosen_cuts: str, min_score: float, copy_if_no_cuts: bool, dry_run, sheet, only, force, as_json,
+         quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.fill import FillRequest, fill as run_fill
@@ -188,7 +214,8 @@ def fill(obj: Context, video: Path, output: Path, frames: int | None, prompt: st
     request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
                           mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
                           negative_prompt=negative_prompt, seed=seed, engine=config["engine"],
-                          copy_if_no_cuts=copy_if_no_cuts)
+                          copy_if_no_cuts=copy_if_no_cuts, codec=output_codec_setting(config), cuts=chosen_cuts,
+                          min_score=min_score)
     summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
                        crf=config["output.crf"], preset=config["output.preset"])
     emit_timeline(summary, as_json, quiet)
