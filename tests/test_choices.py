@@ -116,3 +116,25 @@ def test_the_shortest_shot_is_half_a_second_by_default(tmp_path, sfi, ffmpeg_exe
     assert [c["frame"] for c in cuts] == [8, 16, 24, 32]
     fewer = json.loads(sfi("detect", clip, "--json", "--min-scene-len", "15").stdout)["cuts"]
     assert len(fewer) < 4
+
+
+def test_dry_run_json_is_a_structured_plan(tmp_path, three_cuts, sfi):
+    """One object per gap (frames, output times, boundary frames, engine with its notes, key) and every segment
+    in output order, whose frames add up to the plan's; the terminal's lines are not in it."""
+    clip, _ = three_cuts
+    result = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "semfi", "--frames", "14", "--dry-run", "--json",
+                 "-q")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert "plan_lines" not in summary and not (tmp_path / ".sfi-work" / "gaps").exists()
+    plan = summary["plan"]
+    assert sum(s["frames"] for s in plan["segments"]) == summary["frames"] == 80 + 3 * 14
+    gaps = plan["gaps"]
+    assert [(g["number"], g["frames"], g["output_start"], g["before"]["frame"], g["after"]["frame"]) for g in gaps] == \
+        [(1, 14, 20, 19, 20), (2, 14, 54, 39, 40), (3, 14, 88, 59, 60)]
+    assert gaps[1]["start_seconds"] == 54 / 25 and gaps[1]["end_seconds"] == 68 / 25
+    assert all(g["notes"] == {"semfi_expert": 17} and g["engine"] == "semfi" for g in gaps)
+    assert len({g["key"] for g in gaps}) == 3
+    assert [s["kind"] for s in plan["segments"]] == ["footage", "gap"] * 3 + ["footage"]
+    text = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "semfi", "--frames", "14", "--dry-run", "-q")
+    assert "gap 1    14 new frames, insert, engine semfi, expert 17" in text.stdout

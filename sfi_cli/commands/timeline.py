@@ -86,10 +86,10 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
 
 
 def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
+    if as_json:  # the dry run's plan as data only, not as the lines shown on a terminal
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "plan_lines"}, indent=2))
     elif summary.get("dry_run"):
-        click.echo("\n".join(summary["plan"]))
+        click.echo("\n".join(summary["plan_lines"]))
     elif not quiet and summary.get("passes") == ["transitions"]:
         made = summary["gap_count"] - summary["gaps_cached"]
         click.echo(f"made {made} transitions into {summary['work_dir']} ({summary['seconds']:.1f}s; "

@@ -27,7 +27,7 @@ from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_f
 from sfi_cli.media.targets import OutputTarget, check_sheet, check_target
 from sfi_cli.progress import Reporter
 from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
-from sfi_cli.timeline.describe import describe
+from sfi_cli.timeline.describe import describe, plan_data
 from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
 
@@ -93,7 +93,10 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         for warning in plan.warnings:
             options.reporter.message(f"warning: {warning}")
         if options.dry_run:
-            return {"dry_run": True, "plan": describe(plan), **_plan_summary(plan), **options.manifest_extra}
+            from sfi_cli.render.transitions import gap_keys
+
+            return {"dry_run": True, "plan": plan_data(plan, gap_keys(plan)), "plan_lines": describe(plan),
+                    **_plan_summary(plan), **options.manifest_extra}
         return _render(plan, options)
 
 
