@@ -76,12 +76,13 @@ def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
     started = time.monotonic()
     engine = _engine(job.engine, job.settings)
     params = job.params
+    notes = dict(engine.notes(params["count"]))  # and what the engine finds out while making the frames
     frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
-                             negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress)
+                             negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress,
+                             notes=notes)
     cache = GapCache(job.work_dir, job.ffmpeg, tidy=False)
-    notes = engine.notes(params["count"])
-    cache.store(job.key, counted(frames, params["count"], engine.name),
-                {"engine": engine.cache_key(), "notes": notes, **job.meta})
+    cache.store(job.key, counted(frames, params["count"], engine.name), {"engine": engine.cache_key(), **job.meta},
+                notes=notes)
     return {"key": job.key, "cached": False, "seconds": round(time.monotonic() - started, 3),
             "host": socket.gethostname(), "pid": os.getpid(), **notes}
 
@@ -164,7 +165,7 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
                     made[job.key] = record
                     done += job.params["count"]
                     progress(done, total)
-                    options.reporter.message(f"{job.name}: made in {record['seconds']:.1f}s")
+                    options.reporter.message(f"{job.name}: made in {record['seconds']:.1f}s{fallback_note(record)}")
                     del job, record  # its boundary frames go before the next job's are read
                     between_jobs()
             finally:
@@ -172,6 +173,11 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
 
                 remove_stale(cache.gaps)  # whatever a stopped worker could not tidy itself
     return [made.pop(keys[gap.index], None) or stored_record(cache, keys[gap.index]) for gap in plan.gaps]
+
+
+def fallback_note(notes: dict[str, Any]) -> str:
+    """"; fell back to a dissolve: <why>" when the engine did, so no fallback goes unseen."""
+    return f"; fell back to a {notes['fallback']}: {notes['fallback_reason']}" if notes.get("fallback") else ""
 
 
 def stored_record(cache: GapCache, key: str) -> dict[str, Any]:
