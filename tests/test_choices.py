@@ -138,3 +138,43 @@ def test_dry_run_json_is_a_structured_plan(tmp_path, three_cuts, sfi):
     assert [s["kind"] for s in plan["segments"]] == ["footage", "gap"] * 3 + ["footage"]
     text = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "semfi", "--frames", "14", "--dry-run", "-q")
     assert "gap 1    14 new frames, insert, engine semfi, expert 17" in text.stdout
+
+
+def fade_clip(path, ffmpeg):
+    """A moving texture (frames 0-29), black (30-37), a second texture fading in from black (38-47) and
+    held to 69, then a hard cut to a third (70-89)."""
+    import numpy as np
+
+    from helpers import textured_image
+
+    shots = [textured_image(160, 96, seed=seed) for seed in (1, 2, 3)]
+    frames = []
+    for index in range(90):
+        if index < 30:
+            frame = np.roll(shots[0], index, axis=1)
+        elif index < 38:
+            frame = np.zeros_like(shots[0])
+        elif index < 70:
+            frame = (shots[1] * min(1.0, (index - 37) / 10)).astype(np.uint8)
+        else:
+            frame = shots[2]
+        frames.append(frame)
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "160x96", "-r", "25",
+                    "-i", "-", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)],
+                   input=b"".join(f.tobytes() for f in frames), check=True)
+    return path
+
+
+def test_a_cut_to_or_from_black_is_a_fade_left_out_unless_asked(tmp_path, sfi, ffmpeg_exe):
+    clip = fade_clip(tmp_path / "fade.mp4", ffmpeg_exe)
+    found = sfi("detect", clip, "--json")
+    assert found.code == 0, found.stderr
+    listed = json.loads(found.stdout)
+    assert [c["frame"] for c in listed["cuts"]] == [70]
+    left_out = [c["frame"] for c in listed["fades_left_out"]]
+    assert left_out and all(frame in (30, 38) for frame in left_out)
+    assert f"left out, at frame {', '.join(map(str, left_out))}; pass --fade-cuts to count them" in found.stderr
+    everything = json.loads(sfi("detect", clip, "--json", "--fade-cuts").stdout)
+    assert [c["frame"] for c in everything["cuts"]] == sorted(left_out + [70]) and everything["fades_left_out"] == []
+    filled = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "crossfade", "--frames", "2", "--json", "-q")
+    assert [gap["output_start"] for gap in json.loads(filled.stdout)["gaps"]] == [70]

@@ -18,6 +18,7 @@ detector_options = option_group(
     keyed_option("detect.detector"),
     keyed_option("detect.threshold"),
     keyed_option("detect.min_scene_len"),
+    keyed_option("detect.fade_cuts"),
     keyed_option("detect.downscale"),
 )
 
@@ -72,7 +73,8 @@ def detect_settings(config):
     from sfi_cli.timeline.fill import DetectOptions
 
     return DetectOptions(detector=config["detect.detector"], threshold=config["detect.threshold"] or None,
-                         min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
+                         min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"],
+                         fade_cuts=config["detect.fade_cuts"])
 
 
 def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet, force: bool, dry_run: bool,
@@ -146,6 +148,7 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
     if as_json:
         click.echo(json.dumps({"video": str(video), "frames": info.frame_count, "fps": f"{info.rate.numerator}/{info.rate.denominator}",
                                "detector": detection.detector, "threshold": detection.threshold, "cuts": cuts,
+                               "fades_left_out": [{"frame": c.frame, "timecode": c.timecode} for c in detection.fades],
                                "recipe": str(recipe) if recipe else None}, indent=2))
         return
     if quiet:

@@ -31,6 +31,7 @@ class DetectOptions:
     threshold: float | None  # None: the detector's own default
     min_scene_len: str | int | float  # a position: frames, "0.5s", ...
     downscale: int  # 0: automatic
+    fade_cuts: bool = False  # a cut to or from black counts too
 
 
 def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
@@ -42,7 +43,12 @@ def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, report
         reporter.message(f"warning: {warning}")
     with reporter.task(f"finding cuts in {video.name} ({options.detector})", info.frame_count) as progress:
         detection = detect_cuts(info, detector=options.detector, threshold=options.threshold, min_scene_len=min_len,
-                                downscale=options.downscale, ffmpeg=ffmpeg, progress=progress)
+                                downscale=options.downscale, ffmpeg=ffmpeg, fade_cuts=options.fade_cuts,
+                                progress=progress)
+    if detection.fades:
+        frames = ", ".join(str(cut.frame) for cut in detection.fades)
+        reporter.message(f"{len(detection.fades)} cut{'s' * (len(detection.fades) != 1)} to or from black (the edge of "
+                         f"a fade) left out, at frame {frames}; pass --fade-cuts to count them")
     return info.with_frame_count(detection.frames), detection
 
 
