@@ -119,11 +119,20 @@ FCM: NON-DROP FRAME
 """
 
 
-def test_edl_dissolves_render_as_generated_transitions_of_their_lengths(footage, tmp_path, sfi):
-    edl = tmp_path / "cuts.edl"
-    edl.write_text(EDL)
+@pytest.mark.parametrize("suffix", [".edl", ".xml", ".otio"])
+def test_cut_list_dissolves_render_as_generated_transitions_of_their_lengths(footage, tmp_path, sfi, suffix):
+    """The EDL as written, and as OpenTimelineIO converts it to FCP XML and .otio."""
+    cuts = tmp_path / f"cuts{suffix}"
+    (tmp_path / "cuts.edl").write_text(EDL)
+    if suffix != ".edl":
+        timeline = otio.adapters.read_from_file(str(tmp_path / "cuts.edl"), rate=RATE)
+        if suffix == ".xml":  # FCP XML keeps neither EDL comments nor record-timed locators: prompts as sequence markers
+            for at, prompt in ((22, "the camera drifts into the second shot"), (44, "a slow fade of light")):
+                timeline.tracks.markers.append(otio.schema.Marker(name=prompt, marked_range=otio.opentime.TimeRange(
+                    otio.opentime.RationalTime(at, RATE), otio.opentime.RationalTime(0, RATE))))
+        otio.adapters.write_to_file(timeline, str(cuts))
     out = tmp_path / "cut.mp4"
-    result = sfi("render", edl, "--source", footage["clip"], "-o", out, "--engine", "crossfade", "--json")
+    result = sfi("render", cuts, "--source", footage["clip"], "-o", out, "--engine", "crossfade", "--json")
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert [(gap["frames"], gap["mode"], gap["output_start"]) for gap in summary["gaps"]] == [(6, "replace", 20),

@@ -284,7 +284,10 @@ def recipe_from_timeline(timeline, path: Path, media_for, *, probe_media, output
         first = timecode_frames(info.timecode, info.rate)
         reference = item.media_reference
         available = getattr(reference, "available_range", None) if reference is not None else None
-        media_start = available.start_time if available is not None else _time(first, info.rate)
+        # The media's start as the cut list gives it, unless the clip lies outside that (a reference made
+        # without the file's timecode): then the file's own start timecode.
+        inside = available is not None and available.contains(item.source_range.start_time)
+        media_start = available.start_time if inside else _time(first, info.rate)
         begin = Fraction(item.source_range.start_time.to_seconds()) - Fraction(media_start.to_seconds())
         begin = Fraction(round(begin * info.rate), info.rate)
         if begin < 0:
@@ -332,11 +335,12 @@ def _prompt(transition, track, outgoing, incoming) -> str:
     cut = track.range_of_child(incoming).start_time
     first, last = cut - transition.in_offset, cut + transition.out_offset
     record_start = -track.source_range.start_time if track.source_range is not None else None
-    for owner in (incoming, outgoing, track):
+    timeline_level = [track, *([track.parent()] if track.parent() is not None else [])]  # in track time
+    for owner in (incoming, outgoing, *timeline_level):
         for marker in owner.markers:
             at = marker.marked_range.start_time
-            places = [at] if owner is track else [owner.transformed_time(at, track)]
-            if owner is not track and record_start is not None:
+            places = [at] if owner in timeline_level else [owner.transformed_time(at, track)]
+            if owner not in timeline_level and record_start is not None:
                 places.append(at - record_start)
             if any(first <= place < last for place in places):
                 comment = str(marker.metadata.get("fcp_xml", {}).get("comment") or "").strip()
