@@ -20,3 +20,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade pip
 pip install -q -e ".${extras}"
 .venv/bin/python -c "import cv2, scenedetect" || { echo "install check failed: cv2/scenedetect do not import" >&2; exit 1; }
+case "$extras" in
+  *nle*) .venv/bin/python -c "import opentimelineio as otio; [otio.adapters.from_name(n) for n in ('fcp_xml', 'cmx_3600')]" \
+    || { echo "install check failed: OpenTimelineIO or its FCP XML / CMX 3600 adapters do not load" >&2; exit 1; } ;;
+esac

@@ -236,17 +236,6 @@ def media_path(clip, where: str) -> Path | None:
     return Path(url)
 
 
-@dataclass(frozen=True)
-class CutClip:
-    """One clip of the cut list: its media, first frame in the file and length, at the timeline's rate."""
-
-    name: str
-    path: Path
-    start: Fraction  # seconds into the file
-    duration: Fraction  # seconds
-    where: str
-
-
 def recipe_from_timeline(timeline, path: Path, media_for, *, probe_media, output: Path | None) -> tuple[Recipe, list[str]]:
     """The recipe a cut list stands for, and warnings about what it leaves out.
 
