@@ -74,6 +74,8 @@ def test_fill_exported_timeline_reads_back_with_its_clips_media_and_markers(expo
         folder / "clip_10-00-00-20.mov", folder / "clip_10-00-01-15.mov"]
     assert all(local(clip.media_reference.target_url).is_file() for clip in transitions)
     assert [round(clip.source_range.start_time.value) for clip in transitions] == [HANDLES, HANDLES]
+    if suffix != ".xml":  # an EDL conforms by reel: each transition has its own
+        assert [clip.metadata["cmx_3600"]["reel"] for clip in transitions] == ["SFI001", "SFI002"]
     keys = [gap["key"] for gap in run["summary"]["gaps"]]
     for clip, key in zip(transitions, keys):
         (marker,) = clip.markers
@@ -157,6 +159,13 @@ def test_transitions_only_writes_clips_with_handles_and_no_output(footage, tmp_p
     again = sfi("fill", footage["clip"], "--transitions-only", clips, "--frames", "4", "--engine", "crossfade",
                 "--work-dir", tmp_path / "work")
     assert again.code == 1 and "already exists; pass --force" in again.stderr
+    (clips / "notes.txt").write_text("the editor's")
+    forced = sfi("fill", footage["clip"], "--transitions-only", clips, "--frames", "6", "--engine", "crossfade",
+                 "--handles", "0", "--work-dir", tmp_path / "work", "--force", "-q")
+    assert forced.code == 0, forced.stderr
+    assert sorted(path.name for path in clips.iterdir()) == [".sfi-media.json", "clip_10-00-00-20.mov",
+                                                            "clip_10-00-01-15.mov", "notes.txt"]
+    assert count_video_frames(clips / "clip_10-00-01-15.mov", footage["ffmpeg"]) == 6
 
 
 GAP_EDL = """TITLE: a gap
@@ -195,6 +204,16 @@ def test_bad_timeline_options_are_one_line_and_write_nothing(footage, tmp_path, 
                  *[tmp_path / a if a.startswith(("cut", "clip")) else a for a in args])
     assert result.code == 1 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_a_file_where_the_transition_clips_go_is_refused_before_any_work(footage, tmp_path, sfi):
+    (tmp_path / "cut-transitions").write_text("the editor's notes")
+    result = sfi("fill", footage["clip"], "-o", tmp_path / "out.mp4", "--frames", "4", "--engine", "crossfade",
+                 "--timeline", tmp_path / "cut.xml", "--work-dir", tmp_path / "work")
+    assert result.code == 1 and result.stderr.count("\n") == 1  # before detection: no progress lines
+    assert "is a file, not a folder for transition clips" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cut-transitions"]
+    assert (tmp_path / "cut-transitions").read_text() == "the editor's notes"
 
 
 # ``opentimelineio`` absent: its import fails, as in an install without the ``nle`` extra.

@@ -39,15 +39,17 @@ class MediaFolder:
     there that this run does not write are removed."""
 
     def __init__(self, folder: Path, force: bool) -> None:
+        """Checks at once (before a long detection or render) that the folder can be made or written."""
         self.folder, self.force = Path(folder), force
-
-    def check(self, names: list[str], inputs: list[Path]) -> None:
         if os.path.lexists(self.folder):
             if not self.folder.is_dir():
                 raise SfiError(f"'{self.folder}' is a file, not a folder for transition clips; choose another path")
             require_writable_folder(self.folder, "the transition clips")
         else:
             require_writable_folder(self.folder.parent, "the transition clips")
+
+    def check(self, names: list[str], inputs: list[Path]) -> None:
+        """No clip may be an input, nor replace a file unasked."""
         files = [self.folder / name for name in names]
         refuse_inputs([*files, self.folder / MARKER, *self._earlier()], inputs, "transition clip")
         existing = next((file for file in files if os.path.lexists(file)), None)

@@ -191,8 +191,10 @@ def build_timeline(plan: Plan, records: Sequence[dict[str, Any]], media: dict[in
 def _transition_clip(media: TransitionMedia, record: dict[str, Any], rate: Fraction):
     schema = otio().schema
     reference = schema.ExternalReference(target_url=_url(media.path), available_range=_range(0, media.frames, rate))
+    # Its own reel in an EDL (one cut from the file name would be the same for every transition of a source).
     clip = schema.Clip(name=media.name, media_reference=reference,
-                       source_range=_range(media.before, media.frames - media.before - media.after, rate))
+                       source_range=_range(media.before, media.frames - media.before - media.after, rate),
+                       metadata={"cmx_3600": {"reel": f"SFI{media.gap + 1:03d}"}})
     text = marker_text(record)
     facts = {key: record.get(key) for key in ("engine", "prompt", "negative_prompt", "seed", "key", "mode", "label")}
     # The comment is FCP XML's marker field (Premiere and Resolve show it); EDLs keep the name alone.
