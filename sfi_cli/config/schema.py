@@ -75,6 +75,8 @@ SCHEMA: dict[str, Key] = {
             help="insert: add frames at each cut; replace: overwrite frames around it"),
     "fill.audio": Key((str,), "crossfade", ("crossfade", "silence"), flag="--audio",
             help="Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
+    "timeline.handles": Key((int,), 12, minimum=0, flag="--handles",
+            help="Real frames either side of each transition clip (--timeline, --transitions-only)"),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),
     "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0, maximum=1),
     "engines.semfi.model_dir": Key((str,), "", flag="--model-dir",

@@ -49,6 +49,9 @@ class RenderOptions:
     workers: int = 1  # 1: transitions made one after another in this process
     passes: tuple[str, ...] = PASSES  # ("transitions",) or ("splice",) to run one pass alone
     manifest_extra: dict[str, Any] = field(default_factory=dict)
+    # More results made from the render (an NLE timeline, transition clips): each is ``check(plan, options)``ed
+    # with the outputs, before any work, and ``finish(plan, summary, options)``ed after the passes.
+    extras: tuple[Any, ...] = ()
 
 
 def work_dir_for(output: Path, configured: Path | None) -> Path:
@@ -90,6 +93,8 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     # Transitions alone write only into the work folder: no output lock, so farm nodes run side by side.
     with output_lock(plan.output) if writes_output else nullcontext():
         check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
+        for extra in options.extras:
+            extra.check(plan, options)
         for warning in plan.warnings:
             options.reporter.message(f"warning: {warning}")
         if options.dry_run:
@@ -152,13 +157,19 @@ def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         **options.manifest_extra,
     }
     if "splice" not in options.passes:
-        return {**summary, "output": None, "seconds": round(time.monotonic() - started, 3)}
+        return _finish(plan, {**summary, "output": None, "seconds": round(time.monotonic() - started, 3)}, options)
     summary.update({"frames_written": written, "sheet": str(options.sheet) if options.sheet else None,
                     "manifest": str(manifest_path(plan.output)), "seconds": round(time.monotonic() - started, 3)})
     write_json(manifest_path(plan.output), {
         "sfi": __version__, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **summary, "sources": [_source_facts(s) for s in plan.sources.values()],
     })
+    return _finish(plan, summary, options)
+
+
+def _finish(plan: Plan, summary: dict[str, Any], options: RenderOptions) -> dict[str, Any]:
+    for extra in options.extras:
+        summary = extra.finish(plan, summary, options)
     return summary
 
 
