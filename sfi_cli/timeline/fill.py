@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,7 @@ class FillRequest:
     codec: str | None = None  # None: the container's usual one
     cuts: str = ""  # which cuts to fill, "1,3-5" as sfi detect numbers them; empty: all
     min_score: float = 0.0  # fill only cuts scoring at least this
+    preview_handles: int | None = None  # a proxy of the transitions with this many frames either side
 
 
 def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *, default_fps: Fraction,
@@ -178,8 +180,14 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     text = recipe_text(recipe, header=recipe_header(info, detection, "sfi fill"), notes=cut_notes(filled, numbers))
     write_text(recipe_file, text)
     recipe = located(recipe, text)
-    plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
-                     crf=crf, preset=preset, output=output, probed={video.resolve(): info})
+    make = partial(make_plan, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
+                   crf=crf, preset=preset, output=output, probed={video.resolve(): info})
+    if request.preview_handles is None:
+        plan = make(recipe)
+    else:
+        from sfi_cli.timeline.preview import preview_plan
+
+        plan = preview_plan(recipe, make, request.preview_handles)
     options.manifest_extra = {**options.manifest_extra, "input": str(video), "mode": request.mode,
                               "transition_frames": frames, "detector": detection.detector, "cuts": cuts}
     return render_plan(plan, options)
