@@ -57,6 +57,7 @@ def test_a_range_and_a_minimum_score(tmp_path, three_cuts, sfi):
     ("2,x", "sfi: error: --cuts 2,x: 'x' is not a cut number or range"),
     ("3-1", "sfi: error: --cuts 3-1: '3-1' is not a cut number or range"),
     ("0", "sfi: error: --cuts 0: '0' is not a cut number or range"),
+    ("1-", "sfi: error: --cuts 1-: '1-' is not a cut number or range"),
     ("2,4", "sfi: error: --cuts names cut 4, but 3 cuts were found; see them numbered with: sfi detect VIDEO"),
 ])
 def test_a_wrong_cut_choice_is_one_line_and_writes_nothing(tmp_path, three_cuts, sfi, cuts, message):

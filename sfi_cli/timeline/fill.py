@@ -7,6 +7,7 @@ editor to adjust.
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,9 +80,9 @@ def parse_cut_selection(text: str) -> list[tuple[int, int]]:
     """``--cuts 1,3-5`` as inclusive number ranges (empty: every cut); refused in one line before any work."""
     ranges = []
     for part in filter(None, (piece.strip() for piece in text.split(","))):
-        first, _, last = part.partition("-")
+        first, dash, last = part.partition("-")
         try:
-            low, high = int(first), int(last or first)
+            low, high = int(first), int(last if dash else first)
         except ValueError:
             low = high = 0
         if not 1 <= low <= high:
@@ -154,6 +155,8 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     info = probe(video)
     frames = transition_frames(info, request.seconds, request.frames)
     wanted = parse_cut_selection(request.cuts)
+    if not math.isfinite(request.min_score):
+        raise SfiError(f"--min-score must be a finite number (got {request.min_score})")
     # Everything about the output is checked before the (long) detection pass.
     output_codec(output, request.codec)
     check_outputs(output, [video], options)
