@@ -8,6 +8,7 @@ editor to adjust.
 from __future__ import annotations
 
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
@@ -162,7 +163,9 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     check_outputs(output, [video], options)
     for path in (video.resolve(), output.resolve()):
         check_recipe_path(path)
+    detection_started = time.monotonic()
     info, detection = detect_video(info, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
+    detection_seconds = round(time.monotonic() - detection_started, 3)
     numbers = select_cuts(detection.cuts, wanted, request.min_score)
     cuts = [{"number": n, "frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score,
              "filled": n in numbers} for n, c in enumerate(detection.cuts, start=1)]
@@ -192,5 +195,6 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
 
         plan = preview_plan(recipe, make, request.preview_handles)
     options.manifest_extra = {**options.manifest_extra, "input": str(video), "mode": request.mode,
-                              "transition_frames": frames, "detector": detection.detector, "cuts": cuts}
+                              "transition_frames": frames, "detector": detection.detector, "cuts": cuts,
+                              "detection_seconds": detection_seconds}
     return render_plan(plan, options)
