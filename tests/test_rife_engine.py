@@ -172,3 +172,14 @@ def test_sfi_interpolate_with_rife_writes_every_frame(sfi, image_pair, tmp_path,
     result = sfi("interpolate", *image_pair, "-n", 3, "-o", out, "--engine", "rife", "--quiet")
     assert result.code == 0, result.stderr
     assert count_video_frames(Path(out), ffmpeg_exe) == 5
+
+
+def test_doctor_reads_and_checks_the_rife_weights(sfi, tmp_path):
+    ready = sfi("doctor", "--engine", "rife")
+    assert ready.code == 0 and ready.stdout.rstrip().endswith("RIFE is ready."), ready.stdout + ready.stderr
+    assert "every tensor present and shaped right, 5.66 M parameters" in ready.stdout
+    broken = tmp_path / "flownet.pkl"
+    broken.write_bytes(b"not a checkpoint")
+    (tmp_path / "sfi.toml").write_text(f'[engines.rife]\nweights = "{broken}"\n')
+    failed = sfi("--config", tmp_path / "sfi.toml", "doctor", "--engine", "rife")
+    assert failed.code == 1 and "FAIL  RIFE network: cannot read RIFE weights" in failed.stdout
