@@ -12,7 +12,7 @@ from sfi_cli.commands import Context, cli
 
 @cli.command("eval")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))
-@click.option("--engines", "engine_list", default=",".join(("flow", "rife", "crossfade")), show_default=True,
+@click.option("--engines", "engine_list", default="flow,rife,crossfade", show_default=True,
               help="Engines to compare, comma-separated (any of those --engine takes but auto).")
 @click.option("-n", "--frames", type=int, default=7, show_default=True,
               help="Two images: in-betweens each engine makes.")

@@ -20,7 +20,6 @@ import numpy as np
 from sfi_cli.errors import SfiError
 from sfi_cli.evaluate import metrics
 
-DEFAULT_ENGINES = ("flow", "rife", "crossfade")
 MOTION_WIDTH = 320  # optical flow for the dynamic degree is measured this wide at most (magnitudes scaled back)
 STRIP_FRAMES = 9  # frames per row of the report's strips, ends included
 
@@ -78,11 +77,15 @@ def video_material(video: Path, held_out: int, max_gaps: int, ffmpeg: str) -> Ma
             else starts[:1]
     wanted = {start + offset: start for start in starts for offset in range(step + 1)}
     frames: dict[int, np.ndarray] = {}
-    for index, frame in enumerate(decode_frames(video, info.display_size, ffmpeg=ffmpeg)):
-        if index in wanted:
-            frames[index] = frame.copy()
-        if index >= max(wanted):
-            break
+    stream = decode_frames(video, info.display_size, ffmpeg=ffmpeg)
+    try:
+        for index, frame in enumerate(stream):
+            if index in wanted:
+                frames[index] = frame
+            if index >= max(wanted):
+                break
+    finally:
+        stream.close()  # the frames after the last window are not decoded
     windows = [Window(frames[s], frames[s + step], s, [frames[s + i] for i in range(1, step)])
                for s in starts if s + step in frames]
     return Material("video", str(video), held_out, windows)
