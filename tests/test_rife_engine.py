@@ -106,14 +106,12 @@ def test_exact_counts_at_any_size_and_depth(rife):
 def test_batches_give_the_frames_one_at_a_time_gives_and_scale_half_works(rife):
     first = textured_image(96, 64, seed=4)
     last = np.roll(first, 5, axis=1)
-    batched = list(rife.generate(first, last, 5))
-    one_by_one = list(RifeEngine(device="cpu", batch=1).generate(first, last, 5))
+    batched = list(rife.generate(first, last, 3))  # one pass of 3
+    one_by_one = list(RifeEngine(device="cpu", batch=1).generate(first, last, 3))
     assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(batched, one_by_one)) <= 1
-    assert [rife.between(first, last, t).shape for t in (0.25,)] == [first.shape]
-    half = list(RifeEngine(device="cpu", scale=0.5).generate(first, last, 3))
-    assert len(half) == 3 and half[0].shape == first.shape
-    times = [i / 6 for i in range(1, 6)]
-    assert psnr(batched[2], rife.between(first, last, times[2])) > 50  # frame i sits at i/(N+1)
+    assert psnr(batched[1], rife.between(first, last, 2 / 4)) > 50  # frame i sits at i/(N+1)
+    half = list(RifeEngine(device="cpu", scale=0.5).generate(first, last, 1))  # padded to 128
+    assert len(half) == 1 and half[0].shape == first.shape
 
 
 def test_unrelated_pictures_are_dissolved_and_it_says_so(rife):
