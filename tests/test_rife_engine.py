@@ -29,7 +29,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def rife() -> RifeEngine:
-    return load_engine("rife", {"rife": {"device": "cpu"}})
+    return load_engine("rife", {"rife": {"device": "cpu", "batch": 4}})  # batches on a CPU too, to test them
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,8 @@ def test_a_truncated_weight_file_is_refused_in_one_line(tmp_path):
     with pytest.raises(EngineError, match=r"^cannot read RIFE weights '.*flownet.pkl' \(.*\); reinstall") as caught:
         load_weights(broken)
     assert "\n" not in str(caught.value)
+    with pytest.raises(EngineError, match="rife batch must be 0 .automatic. or more, got -1"):
+        RifeEngine(batch=-1)
 
 
 def test_weights_of_another_network_are_refused_with_a_summary(tmp_path, shipped_state):

@@ -74,7 +74,7 @@ SCHEMA: dict[str, Key] = {
     "engines.rife.weights": Key((str,), ""),
     "engines.rife.device": Key((str,), "auto"),
     "engines.rife.scale": Key((int, float), 1.0, (0.25, 0.5, 1.0, 2.0)),
-    "engines.rife.batch": Key((int,), 4, minimum=1),
+    "engines.rife.batch": Key((int,), 0, minimum=0),
     "engines.semfi.model_dir": Key((str,), "", flag="--model-dir",
             help="Wan2.1-I2V-14B-720P folder"),
     "engines.semfi.lora": Key((str,), "", flag="--lora",
