@@ -99,13 +99,18 @@ class FlowBlock(nn.Module):
         self.convblock = nn.Sequential(*(Residual(width) for _ in range(RESIDUALS)))
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, BLOCK_OUTPUT, 4, 2, 1), nn.PixelShuffle(2))
 
-    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, divisor: float):
-        height, width = x.shape[-2:]
+    def forward(self, pieces: list[torch.Tensor], times: torch.Tensor, flow: torch.Tensor | None, divisor: float,
+                extra: list[torch.Tensor] = ()):
+        """The inputs in the trained order: ``pieces``, the time plane, ``extra`` (mask and context), the flow.
+        Each full-size input is shrunk alone and they are joined small: the same as joining them first
+        (bilinear resizing treats each channel alone) without a full-size copy of them all."""
+        height, width = pieces[0].shape[-2:]
         small = (round(height / divisor), round(width / divisor))
-        x = resized(x, *small)
+        time = times.view(-1, 1, 1, 1).expand(-1, 1, *small)  # a constant plane: the same at any size
+        parts = [resized(piece, *small) for piece in pieces] + [time] + [resized(piece, *small) for piece in extra]
         if flow is not None:
-            x = torch.cat((x, resized(flow, *small) / divisor), 1)  # vectors shrink with the picture
-        out = resized(self.lastconv(self.convblock(self.conv0(x))), height, width)
+            parts.append(resized(flow, *small) / divisor)  # vectors shrink with the picture
+        out = resized(self.lastconv(self.convblock(self.conv0(torch.cat(parts, 1)))), height, width)
         return out[:, :4] * divisor, out[:, 4:5], out[:, 5:]
 
 
@@ -129,20 +134,18 @@ class IFNet(nn.Module):
         ``features`` are the encoder's for the two ends when already made (they do not depend on t, so a
         gap's batches share them)."""
         batch = times.shape[0]
-        height, width = first.shape[-2:]
         first_features, last_features = features or (self.encode(first), self.encode(last))
-        time = times.view(batch, 1, 1, 1).expand(batch, 1, height, width)
         ends = [x.expand(batch, -1, -1, -1) for x in (first, last, first_features, last_features)]
         flow = mask = context = None
         warped_first, warped_last = ends[0], ends[1]
         for block, level in zip(self.blocks(), LEVELS):
             divisor = level / scale
             if flow is None:
-                flow, mask, context = block(torch.cat((*ends, time), 1), None, divisor)
+                flow, mask, context = block(ends, times, None, divisor)
             else:
-                moved_features = (backward_warp(ends[2], flow[:, :2]), backward_warp(ends[3], flow[:, 2:]))
-                update, mask, context = block(torch.cat((warped_first, warped_last, *moved_features, time, mask,
-                                                         context), 1), flow, divisor)
+                moved_features = [backward_warp(ends[2], flow[:, :2]), backward_warp(ends[3], flow[:, 2:])]
+                update, mask, context = block([warped_first, warped_last, *moved_features], times, flow, divisor,
+                                              extra=[mask, context])
                 flow = flow + update
             warped_first, warped_last = backward_warp(ends[0], flow[:, :2]), backward_warp(ends[1], flow[:, 2:])
         weight = torch.sigmoid(mask)
