@@ -39,6 +39,11 @@ render_options = option_group(
                  help="Also save a contact sheet PNG of all generated frames."),
     keyed_option("work_dir", type=click.Path(file_okay=False)),
     keyed_option("render.workers"),
+    keyed_option("render.devices"),
+    keyed_option("render.executor"),
+    keyed_option("render.attempts"),
+    keyed_option("farm.address"),
+    keyed_option("farm.storage"),
     click.option("--only", type=click.Choice(["transitions", "splice"]), default=None,
                  help="Run one pass alone: make the missing transitions into the work folder, or splice from it."),
     click.option("--force", is_flag=True, help="Overwrite an existing output."),
@@ -59,9 +64,31 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
     from sfi_cli.render import PASSES, RenderOptions
 
     work_dir = Path(config["work_dir"]).expanduser() if config["work_dir"] else None
+    devices = parse_devices(config["render.devices"])
+    workers = config["render.workers"]
+    if devices and config["render.executor"] == "ray":
+        raise SfiError("--devices is for the local executor; on Ray each worker of a GPU engine is given a GPU of its "
+                       "own (drop --devices, see docs/farm.md)")
+    if devices and "render.workers" in config.flags and workers != len(devices):
+        raise SfiError(f"--workers {workers} and --devices ({len(devices)} devices) disagree: the local executor runs "
+                       f"one worker per device; give one of them")
     return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=config.engine_settings(),
                          reporter=obj.reporter(quiet, as_json), work_dir=work_dir, sheet=sheet, force=force,
-                         dry_run=dry_run, workers=config["render.workers"], passes=(only,) if only else PASSES)
+                         dry_run=dry_run, workers=workers, passes=(only,) if only else PASSES, devices=devices,
+                         executor=config["render.executor"], attempts=config["render.attempts"],
+                         farm=config.section("farm"))
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """``cuda:0,cuda:1`` as a tuple; a device named another way is one line."""
+    import re
+
+    devices = tuple(device.strip() for device in text.split(",") if device.strip())
+    for device in devices:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise SfiError(f"--devices (config 'render.devices'): '{device}' is not a device; give cpu, cuda or cuda:N, "
+                           f"comma-separated (e.g. cuda:0,cuda:1)")
+    return devices
 
 
 def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:

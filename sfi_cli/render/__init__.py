@@ -2,7 +2,7 @@
 
 Pass 1 (``transitions.make_transitions``) makes every gap the work folder does not hold
 yet, each an independent job run through an executor (``executors``: serial in this
-process, or ``workers`` local processes; a farm adds one). Pass 2 (``splice.splice``) is
+process, ``workers`` local processes, or Ray actors across a farm: ``farm``). Pass 2 (``splice.splice``) is
 I/O only: footage decoded range by range straight into the output's pixel format and
 relayed to one ffmpeg that also lays in the sound, subtitles and metadata, the gaps
 decoded from the work folder; no engine is built there. Each pass can run alone
@@ -47,6 +47,10 @@ class RenderOptions:
     force: bool = False
     dry_run: bool = False
     workers: int = 1  # 1: transitions made one after another in this process
+    devices: tuple[str, ...] = ()  # one local worker per device ("cuda:0", "cuda:1"), given to its engines
+    executor: str = "local"  # or "ray": pass 1 on a Ray cluster (``farm``)
+    farm: dict[str, Any] = field(default_factory=dict)  # the [farm] settings: address, storage
+    attempts: int = 3  # tries of one transition before the run gives up on it
     passes: tuple[str, ...] = PASSES  # ("transitions",) or ("splice",) to run one pass alone
     manifest_extra: dict[str, Any] = field(default_factory=dict)
 
@@ -97,11 +101,18 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         return _render(plan, options)
 
 
-def executor_for(workers: int):
-    """The executor pass 1 runs on: serial in this process for 1 worker, else that many local processes."""
+def executor_for(options: RenderOptions, plan: Plan | None = None):
+    """The executor pass 1 runs on: Ray actors (``farm``) for the ray executor; else serial in this process for
+    one worker on at most one device, or that many local processes (one per device when devices are given)."""
     from sfi_cli.render.executors import LocalExecutor, ProcessExecutor
 
-    return LocalExecutor() if workers <= 1 else ProcessExecutor(workers)
+    if options.executor == "ray":
+        from sfi_cli.render.farm import RayExecutor
+
+        return RayExecutor(options, plan)
+    if options.workers <= 1 and len(options.devices) <= 1:
+        return LocalExecutor(options.devices[0] if options.devices else None)
+    return ProcessExecutor(options.workers, devices=options.devices, attempts=options.attempts, reporter=options.reporter)
 
 
 def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
@@ -112,7 +123,7 @@ def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     if "transitions" in options.passes:
         from sfi_cli.render.transitions import make_transitions
 
-        made = make_transitions(plan, options, executor_for(options.workers))
+        made = make_transitions(plan, options, executor_for(options, plan))
     else:
         cache = GapCache(work_dir, options.ffmpeg)
         made = [stored_record(cache, key) if cache.has(key) else {"key": key, "cached": False} for key in gap_keys(plan)]
