@@ -66,6 +66,10 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
     work_dir = Path(config["work_dir"]).expanduser() if config["work_dir"] else None
     devices = parse_devices(config["render.devices"])
     workers = config["render.workers"]
+    if config["render.executor"] == "ray" and not dry_run:
+        from sfi_cli.render.farm import require_ray
+
+        require_ray()  # before any work: a missing Ray is one line, not a failure after detection
     if devices and config["render.executor"] == "ray":
         raise SfiError("--devices is for the local executor; on Ray each worker of a GPU engine is given a GPU of its "
                        "own (drop --devices, see docs/farm.md)")

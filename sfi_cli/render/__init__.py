@@ -107,9 +107,12 @@ def executor_for(options: RenderOptions, plan: Plan | None = None):
     from sfi_cli.render.executors import LocalExecutor, ProcessExecutor
 
     if options.executor == "ray":
-        from sfi_cli.render.farm import RayExecutor
+        from sfi_cli.render.farm import RayExecutor, gpu_engines
 
-        return RayExecutor(options, plan)
+        if plan is None:
+            return RayExecutor(options)
+        return RayExecutor(options, work_dir=work_dir_for(plan.output, options.work_dir),
+                           gpu_engines=gpu_engines(plan, options.engine_settings))
     if options.workers <= 1 and len(options.devices) <= 1:
         return LocalExecutor(options.devices[0] if options.devices else None)
     return ProcessExecutor(options.workers, devices=options.devices, attempts=options.attempts, reporter=options.reporter)

@@ -44,6 +44,29 @@ def require_ray():
     return ray
 
 
+def gpu_engines(plan: Plan, engine_settings: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """The engines of ``plan``'s gaps that compute on cuda (``Engine.device``): their workers each need a GPU."""
+    from engines import engine_class
+
+    return tuple(sorted({gap.engine for gap in plan.gaps
+                         if engine_class(gap.engine).device(engine_settings.get(gap.engine, {})).startswith("cuda")}))
+
+
+def _reports_to_stderr(ray) -> None:
+    """Ray prints what its raylets report (e.g. "a worker died") on stdout, where ``--json`` puts its summary:
+    send those to stderr with the progress lines (Ray has no setting for it; without the hook they stay on stdout)."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "sfi_to_stderr", False):
+        return
+
+    def to_stderr(data, *args, **kwargs):
+        return original({**data, "is_err": True}, *args, **kwargs)
+
+    to_stderr.sfi_to_stderr = True
+    worker.print_to_stdstream = to_stderr
+
+
 def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -81,17 +104,13 @@ class TransitionWorker:
 class RayExecutor(Pool):
     """Pass 1's jobs on Ray actors; see the module's docstring."""
 
-    def __init__(self, options: RenderOptions, plan: Plan | None = None) -> None:
-        from engines import engine_class
-        from sfi_cli.render import work_dir_for
-
+    def __init__(self, options: RenderOptions, *, work_dir: Path | None = None, gpu_engines: tuple[str, ...] = ()) -> None:
+        """``work_dir``: the folder whose sharing is checked (None: not checked); ``gpu_engines``: the engines of
+        the run that compute on cuda (none: CPU workers)."""
         super().__init__(options.workers, attempts=options.attempts, reporter=options.reporter)
         self.address = options.farm.get("address", "")
         self.sends_back = options.farm.get("storage", "shared") == "send"
-        self.work_dir = work_dir_for(plan.output, options.work_dir).absolute() if plan is not None else None
-        gpu_engines = sorted({gap.engine for gap in (plan.gaps if plan is not None else ())
-                              if engine_class(gap.engine).device(options.engine_settings.get(gap.engine, {}))
-                              .startswith("cuda")})
+        self.work_dir = work_dir.absolute() if work_dir is not None else None
         self.gpu_engines = gpu_engines
         self.actors: list[Any] = []
         self.where: list[tuple[str, str, int]] = []
@@ -106,6 +125,7 @@ class RayExecutor(Pool):
     def _start(self) -> int:
         ray = self.ray = require_ray()
         started = time.monotonic()
+        _reports_to_stderr(ray)
         if not ray.is_initialized():
             self._connect(ray)
         resources = ray.cluster_resources()
