@@ -2,7 +2,8 @@
 # Create (or update) the project's virtual environment at .venv/ and install sfi into it.
 #   bash scripts/install.sh          # sfi with the built-in engines (flow, crossfade)
 #   bash scripts/install.sh semfi    # + the SemFi engine (torch, diffsynth)
-#   bash scripts/install.sh test     # + SemFi + everything the test suite needs
+#   bash scripts/install.sh farm     # + Ray, for --executor ray (docs/farm.md)
+#   bash scripts/install.sh test     # + SemFi + Ray + everything the test suite needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -10,8 +11,9 @@ extras=""
 case "${1:-}" in
   "") ;;
   semfi) extras="[semfi]" ;;
-  test) extras="[semfi,test]" ;;
-  *) echo "usage: bash scripts/install.sh [semfi|test]" >&2; exit 2 ;;
+  farm) extras="[farm]" ;;
+  test) extras="[semfi,farm,test]" ;;
+  *) echo "usage: bash scripts/install.sh [semfi|farm|test]" >&2; exit 2 ;;
 esac
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }

@@ -117,6 +117,7 @@ class RayExecutor(Pool):
         self.running: dict[int, Any] = {}
         self.owns_ray = False
         self.ray = None
+        self.ready_seconds = 0.0  # joining or starting Ray and every actor, measured by _start
 
     def label(self, worker: int) -> str:
         host, device, pid = self.where[worker]
@@ -152,8 +153,9 @@ class RayExecutor(Pool):
         if not self.sends_back and self.work_dir is not None:
             self._check_storage(ray)
         hosts = sorted({host for host, _, _ in self.where})
+        self.ready_seconds = time.monotonic() - started
         self._say(f"ray: {count} worker{'s' * (count != 1)} on {', '.join(hosts)} ready in "
-                  f"{time.monotonic() - started:.1f}s (results {'sent back' if self.sends_back else 'in the shared work folder'})")
+                  f"{self.ready_seconds:.1f}s (results {'sent back' if self.sends_back else 'in the shared work folder'})")
         return count
 
     def _connect(self, ray) -> None:
