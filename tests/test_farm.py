@@ -103,9 +103,10 @@ def long(tmp_path_factory, ffmpeg_exe):
 def test_a_worker_killed_mid_job_is_restarted_and_every_gap_made_once(tmp_path, long, ray_address, ffmpeg_exe,
                                                                       executor):
     out, work = tmp_path / "out.mp4", tmp_path / "work"
-    command = [*SFI, "fill", str(long["clip"]), "-o", str(out), "--engine", "flow", "--frames", "40", "--work-dir",
-               str(work), "--json", *EXECUTORS[executor], *(["--ray-address", ray_address] if executor == "ray" else [])]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [*SFI, "fill", str(long["clip"]), "-o", "out.mp4", "--engine", "flow", "--frames", "40", "--work-dir",
+               "work", "--json", *EXECUTORS[executor], *(["--ray-address", ray_address] if executor == "ray" else [])]
+    # Relative paths: the workers (Ray's run in another folder) get the work folder as this folder's.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     killed, log = None, []
     for line in process.stderr:
         log.append(line)
@@ -148,9 +149,8 @@ def test_a_transition_that_always_fails_is_one_line_and_a_rerun_makes_only_it(tm
     lora = tmp_path / "semfi.ckpt"
     torch.save({"blocks.0.self_attn.lora_q.0.lora_A.weight": torch.zeros(16, 64)}, lora)
     recipe, out, work = failing_recipe(short, f"mixed-{executor}.toml"), tmp_path / "out.mp4", tmp_path / "work"
-    flags = [*semfi_config(wan, tmp_path, lora), "render", recipe, "-o", out, "--work-dir", work, "--attempts", "2",
-             *FAILING[executor]]
-    failed = sfi(*flags)
+    flags = [*semfi_config(wan, tmp_path, lora), "render", recipe, "-o", out, "--work-dir", work, "--attempts", "2"]
+    failed = sfi(*flags, *FAILING[executor])
     lines = failed.stderr.strip().splitlines()
     assert failed.code == 1 and lines[-1].startswith("sfi: error: gap 2/2 (") and "Traceback" not in failed.stderr
     assert re.search(r"failed 2 times \(last on [^)]+\): .*does not fit this DiT.*; nothing was published", lines[-1])
@@ -160,7 +160,7 @@ def test_a_transition_that_always_fails_is_one_line_and_a_rerun_makes_only_it(tm
     assert len(gaps_in(work)) == 1 and json.loads(gaps_in(work)[0].read_text())["engine"]["engine"] == "crossfade"
     assert not hidden(tmp_path)
     shutil.copyfile(wan.lora, lora)  # the right checkpoint in its place
-    again = sfi(*flags, "--json")
+    again = sfi(*flags, "--json")  # in this process: what is made again does not depend on where
     assert again.code == 0, again.stderr
     assert [r["cached"] for r in json.loads(again.stdout)["gaps"]] == [True, False] and len(gaps_in(work)) == 2
 

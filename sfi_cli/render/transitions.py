@@ -223,7 +223,7 @@ def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[
 
     from sfi_cli.render import work_dir_for
 
-    work_dir = work_dir_for(plan.output, options.work_dir)
+    work_dir = work_dir_for(plan.output, options.work_dir).absolute()  # a farm's workers run in other folders
     cache = GapCache(work_dir, options.ffmpeg)
     keys = gap_keys(plan)
     wanted: dict[str, Gap] = {}  # two gaps alike (same key) are made once
