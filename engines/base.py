@@ -132,7 +132,11 @@ class Engine:
         negative_prompt: str = "",
         seed: int = 0,
         progress: ProgressCallback | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> Iterable[np.ndarray]:
+        """The ``count`` in-between frames, one at a time. ``notes``, when given, receives what the engine
+        found out while making them that an editor should know (a fallback and why): the log line and the
+        manifest entry of the gap show it. It is complete once the frames are."""
         raise NotImplementedError
 
 

@@ -22,7 +22,7 @@ class CrossfadeEngine(Engine):
     name = "crossfade"
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+                 progress: ProgressCallback | None = None, notes=None) -> Iterator[np.ndarray]:
         for index, t in enumerate(frame_times(count)):
             frame = dissolve(first, last, float(t))
             if progress:

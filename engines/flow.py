@@ -25,7 +25,7 @@ than smeared pixels.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -238,21 +238,32 @@ class FlowEngine(Engine):
         """Its settings with the defaults filled in: a gap made before a default changes is not served after."""
         return {**cls.DEFAULTS, **settings}
 
-    def motion(self, first: np.ndarray, last: np.ndarray) -> MotionField | None:
-        """The gap's motion, or None where a dissolve is the better answer (see module doc)."""
-        if min(flow_size(first.shape, self.flow_width)) < MIN_FLOW_SIDE:
-            return None
+    def motion(self, first: np.ndarray, last: np.ndarray) -> tuple[MotionField | None, dict[str, Any]]:
+        """The gap's motion, or None where a dissolve is the better answer (see module doc), with what was
+        measured and, for a dissolve, why."""
+        side = min(flow_size(first.shape, self.flow_width))
+        if side < MIN_FLOW_SIDE:
+            return None, {"fallback": "dissolve",
+                          "fallback_reason": f"the picture is {side} px at flow size, below the {MIN_FLOW_SIDE} px "
+                                             f"motion can be measured at"}
         field = MotionField(first, last, self.flow_width)
-        return field if field.confidence >= self.min_confidence else None
+        found = {"confidence": round(field.confidence, 3)}
+        if field.confidence >= self.min_confidence:
+            return field, found
+        return None, {**found, "fallback": "dissolve",
+                      "fallback_reason": f"motion confidence {field.confidence:.3f} is below min_confidence "
+                                         f"{self.min_confidence} (unrelated pictures, a flash, or too little texture)"}
 
     def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
         """The one frame at time ``t`` (0 < t < 1) from ``first`` to ``last``, made as ``generate`` makes each of
         its frames; for callers that need frames at times of their own (SemFi's retiming)."""
-        return frame_at(self.motion(first, last), first, last, t)
+        return frame_at(self.motion(first, last)[0], first, last, t)
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
-        field = self.motion(first, last)  # measured once, shared by every frame of the gap
+                 progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+        field, found = self.motion(first, last)  # measured once, shared by every frame of the gap
+        if notes is not None:
+            notes.update(found)
         for index, t in enumerate(frame_times(count)):
             frame = frame_at(field, first, last, float(t))
             if progress:

@@ -221,7 +221,7 @@ class SemFiEngine(Engine):
         return sampler.run(request, progress)
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None) -> Iterator[np.ndarray]:
+                 progress: ProgressCallback | None = None, notes=None) -> Iterator[np.ndarray]:
         from engines.semfi_parts import rules
         from engines.semfi_parts.delivery import deliver
 

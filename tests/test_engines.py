@@ -3,10 +3,12 @@ and the interface the CLI reads engine knowledge through (describe, notes, diagn
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engines import AUTO_ORDER, auto_choice, engine_class, load_engine, resolve_name
@@ -86,3 +88,33 @@ def test_load_engine_builds_each_engine_with_its_own_section():
     flow = load_engine("flow", {"flow": {"flow_width": 200}, "semfi": {"steps": 3}})
     assert flow.flow_width == 200 and flow.cache_key()["flow_width"] == 200
     assert load_engine("crossfade").cache_key() == {"engine": "crossfade", "version": engine_class("crossfade").version}
+
+
+def test_a_flow_fallback_is_in_the_log_and_the_manifest(tmp_path, sfi):
+    """Unrelated pictures: the gap is a dissolve, and the log line and manifest entry say so with the
+    measured confidence and the threshold; a moving texture is interpolated and its confidence recorded."""
+    from PIL import Image
+
+    from helpers import textured_image
+
+    moving = textured_image(160, 96, seed=3)
+    for name, picture in (("a.png", moving), ("b.png", np.roll(moving, 5, axis=1)),
+                          ("other.png", textured_image(160, 96, seed=99))):
+        Image.fromarray(picture).save(tmp_path / name)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[output]\npath = "out.mp4"\n\n' + "".join(
+        f'[[shot]]\nimage = "{name}"\nduration = 1\n' + ('[shot.transition]\nframes = 3\n\n' if n < 2 else '')
+        for n, name in enumerate(["a.png", "b.png", "other.png"])))
+    result = sfi("render", recipe, "--engine", "flow", "--json")
+    assert result.code == 0, result.stderr
+    moved, unrelated = json.loads(result.stdout)["gaps"]
+    assert "fallback" not in moved and moved["confidence"] >= 0.35
+    assert unrelated["fallback"] == "dissolve" and unrelated["confidence"] < 0.35
+    assert unrelated["fallback_reason"] == (f"motion confidence {unrelated['confidence']:.3f} is below min_confidence "
+                                            f"0.35 (unrelated pictures, a flash, or too little texture)")
+    logged = [line for line in result.stderr.splitlines() if "made in" in line]
+    assert "fell back" not in logged[0] and logged[1].endswith(f"; fell back to a dissolve: {unrelated['fallback_reason']}")
+    manifest = json.loads((tmp_path / "out.sfi.json").read_text())
+    assert manifest["gaps"][1]["fallback_reason"] == unrelated["fallback_reason"]
+    again = json.loads(sfi("render", recipe, "--engine", "flow", "--json", "--force").stdout)["gaps"]
+    assert again[1]["cached"] and again[1]["fallback"] == "dissolve"  # a stored gap keeps what was found

@@ -367,3 +367,37 @@ def test_a_free_worker_takes_a_job_of_the_group_it_ran_last():
         runs.setdefault(pid, []).append(job.group)
     switches = [sum(a != b for a, b in zip(run, run[1:])) for run in runs.values()]
     assert sum(map(len, runs.values())) == 8 and max(switches) <= 1, runs
+
+
+def test_the_splice_starts_beside_pass_one_and_waits_for_each_gap(tmp_path, timeline):
+    """One run, both passes: the splice task begins before the first transition is made (plain log lines
+    show the order), and its file is the one the passes make one after the other."""
+    out = tmp_path / "out.mp4"
+    run = subprocess.run([*SFI, "render", str(timeline["recipe"]), "-o", str(out), "--engine", "crossfade",
+                          "--work-dir", str(tmp_path / "work")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    started = next(i for i, line in enumerate(lines) if "splicing" in line and line.endswith("started (68 steps)"))
+    made = next(i for i, line in enumerate(lines) if "made in" in line)
+    assert started < made, run.stderr
+    assert framemd5(out, timeline["ffmpeg"]) == framemd5(timeline["whole"], timeline["ffmpeg"])
+
+
+def test_a_transition_failing_while_the_splice_runs_publishes_nothing(tmp_path, timeline):
+    """The second gap cannot be stored (its place in the work folder is taken by a file sfi did not make):
+    the run stops with one line, the splice beside it deletes its partial output, the first gap is kept."""
+    probe_run = subprocess.run([*SFI, "render", str(timeline["recipe"]), "-o", str(tmp_path / "probe.mp4"), "--engine",
+                                "crossfade", "--work-dir", str(tmp_path / "probe"), "--only", "transitions", "--json"],
+                               capture_output=True, text=True, check=True)
+    keys = [gap["key"] for gap in json.loads(probe_run.stdout)["gaps"]]
+    out, work = tmp_path / "out" / "out.mp4", tmp_path / "work"
+    out.parent.mkdir()
+    (work / "gaps").mkdir(parents=True)
+    blocker = work / "gaps" / keys[1]
+    blocker.write_text("not sfi's")
+    run = subprocess.run([*SFI, "render", str(timeline["recipe"]), "-o", str(out), "--engine", "crossfade",
+                          "--work-dir", str(work), "-q"], capture_output=True, text=True)
+    assert run.returncode == 1 and len(run.stderr.splitlines()) == 1 and run.stderr.startswith("sfi: error:"), run.stderr
+    assert list(out.parent.iterdir()) == [], "the splice left its output or a partial of it"
+    assert blocker.read_text() == "not sfi's"
+    assert [p.parent.name for p in gaps_in(work)] == [keys[0]] and not hidden(work)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from sfi_cli.commands import Context, cli, option_group
+from sfi_cli.commands.timeline import output_codec_setting, output_options
 from sfi_cli.config.options import PROMPT, keyed_option
 
 
@@ -48,6 +49,7 @@ semfi_options = option_group(
 @keyed_option("output.fps")
 @click.option("--size", default=None, help="Output size WxH (default: FIRST's size; at most 16384 a side, 8192x8192 pixels).")
 @keyed_option("output.fit")
+@output_options
 @click.option("--include-ends/--no-include-ends", default=None,
               help="Put FIRST and LAST around the new frames (default: on for video, off for PNGs).")
 @click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Also save a contact sheet PNG.")
@@ -71,7 +73,7 @@ def interpolate(obj: Context, first: Path, last: Path, frames: int, output: str,
         first=first, last=last, frames=frames, target=parse_target(output), engine=config["engine"],
         prompt=prompt, seed=seed, size=parse_size(size) if size else None, fit=config["output.fit"],
         include_ends=include_ends, fps=parse_rate(config["output.fps"]), sheet=sheet, force=force,
-        engine_settings=config.engine_settings(),
+        engine_settings=config.engine_settings(), codec=output_codec_setting(config),
     )
     run = run_raw if raw else run_interpolate
     summary = run(job, ffmpeg=obj.ffmpeg(), crf=config["output.crf"], preset=config["output.preset"],

@@ -18,6 +18,7 @@ detector_options = option_group(
     keyed_option("detect.detector"),
     keyed_option("detect.threshold"),
     keyed_option("detect.min_scene_len"),
+    keyed_option("detect.fade_cuts"),
     keyed_option("detect.downscale"),
 )
 
@@ -31,8 +32,29 @@ length_options = option_group(
 )
 
 
+# The output's encoding, shared by every command that writes video (recipe values give way to them).
+output_options = option_group(
+    keyed_option("output.codec"),
+    keyed_option("output.crf"),
+    keyed_option("output.preset"),
+)
+
+
+def output_codec_setting(config) -> str | None:
+    """The codec a command was asked for, None for the container's usual one."""
+    return None if config["output.codec"] == "auto" else config["output.codec"]
+
+
+def output_flags(config) -> dict:
+    """The ``OutputSpec`` fields set by this command's flags (recipe values hold where no flag is given)."""
+    fields = {"output.codec": ("codec", output_codec_setting(config)), "output.crf": ("quality", config["output.crf"]),
+              "output.preset": ("preset", config["output.preset"])}
+    return dict(value for key, value in fields.items() if key in config.flags)
+
+
 # Options shared by ``render`` and ``fill``.
 render_options = option_group(
+    output_options,
     keyed_option("engine", note="for render it replaces every engine the recipe names"),
     click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
     click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -46,6 +68,12 @@ render_options = option_group(
     keyed_option("farm.storage"),
     click.option("--only", type=click.Choice(["transitions", "splice"]), default=None,
                  help="Run one pass alone: make the missing transitions into the work folder, or splice from it."),
+    click.option("--timeline", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                 help="Also write the result as an NLE timeline: .otio, .xml (FCP 7: Premiere, Resolve) or .edl "
+                      "(CMX 3600); transition clips go in <name>-transitions/ beside it."),
+    click.option("--transitions-only", type=click.Path(path_type=Path, file_okay=False), default=None,
+                 help="Make only the transitions, each as its own ProRes clip with handles, into this folder."),
+    keyed_option("timeline.handles"),
     click.option("--force", is_flag=True, help="Overwrite an existing output."),
     click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
     click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
@@ -56,11 +84,12 @@ def detect_settings(config):
     from sfi_cli.timeline.fill import DetectOptions
 
     return DetectOptions(detector=config["detect.detector"], threshold=config["detect.threshold"] or None,
-                         min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"])
+                         min_scene_len=config["detect.min_scene_len"], downscale=config["detect.downscale"],
+                         fade_cuts=config["detect.fade_cuts"])
 
 
 def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet, force: bool, dry_run: bool,
-                     only: str | None):
+                     only: str | None, timeline: Path | None = None, transitions_only: Path | None = None):
     from sfi_cli.render import PASSES, RenderOptions
 
     work_dir = Path(config["work_dir"]).expanduser() if config["work_dir"] else None
@@ -76,9 +105,17 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
     if devices and "render.workers" in config.flags and workers != len(devices):
         raise SfiError(f"--workers {workers} and --devices ({len(devices)} devices) disagree: the local executor runs "
                        f"one worker per device; give one of them")
+    passes = (only,) if only else PASSES
+    extras = editor_extras(timeline, transitions_only, handles=config["timeline.handles"], force=force, only=only,
+                           sheet=sheet)
+    if transitions_only is not None:
+        passes = ("transitions",)
+        # No output is written: the work folder goes beside the clips' folder unless one is named.
+        work_dir = work_dir or transitions_only.parent / ".sfi-work"
     return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=config.engine_settings(),
                          reporter=obj.reporter(quiet, as_json), work_dir=work_dir, sheet=sheet, force=force,
-                         dry_run=dry_run, workers=workers, passes=(only,) if only else PASSES, devices=devices,
+                         dry_run=dry_run, workers=workers, passes=passes, extras=extras,
+                         manifest_extra={"timeline": str(timeline)} if timeline else {}, devices=devices,
                          executor=config["render.executor"], attempts=config["render.attempts"],
                          farm=config.section("farm"))
 
@@ -95,11 +132,38 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
+def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handles: int, force: bool,
+                  only: str | None, sheet: Path | None) -> tuple:
+    """What ``--timeline`` / ``--transitions-only`` add to a render, checked before any work."""
+    if timeline is None and transitions_only is None:
+        return ()
+    from sfi_cli.render.nle_export import TimelineExport, TransitionClips
+
+    if transitions_only is not None:
+        if timeline is not None or only or sheet:
+            raise SfiError("--transitions-only makes the transitions alone: it takes no --timeline, --only or --sheet")
+        return (TransitionClips(transitions_only, handles=handles, force=force),)
+    if only == "transitions":
+        raise SfiError("--timeline describes the finished output, so it needs the splice: drop --only transitions "
+                       "(or use --transitions-only DIR for the transitions alone)")
+    return (TimelineExport(timeline, handles=handles, force=force),)
+
+
+def anchor_output(output: Path | None, transitions_only: Path | None) -> Path | None:
+    """The plan's output: the one given, or for --transitions-only (which writes none) a name in its folder
+    that only fixes the clips' codec."""
+    return output if output is not None or transitions_only is None else transitions_only / "transitions.mov"
+
+
 def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
+    if as_json:  # the dry run's plan as data only, not as the lines shown on a terminal
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "plan_lines"}, indent=2))
     elif summary.get("dry_run"):
-        click.echo("\n".join(summary["plan"]))
+        click.echo("\n".join(summary["plan_lines"]))
+    elif not quiet and summary.get("transition_clips") is not None:
+        click.echo(f"wrote {len(summary['transition_clips'])} transition clips with handles to "
+                   f"{Path(summary['transition_clips'][0]).parent if summary['transition_clips'] else '-'} "
+                   f"({summary['seconds']:.1f}s; transitions kept in {summary['work_dir']})")
     elif not quiet and summary.get("passes") == ["transitions"]:
         made = summary["gap_count"] - summary["gaps_cached"]
         click.echo(f"made {made} transitions into {summary['work_dir']} ({summary['seconds']:.1f}s; "
@@ -108,6 +172,8 @@ def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
         cached = f", {summary['gaps_cached']} of them from the work folder" if summary.get("gaps_cached") else ""
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s; "
                    f"{summary['gap_count']} transitions{cached}); manifest {summary['manifest']}")
+        if summary.get("timeline_media"):
+            click.echo(f"timeline {summary['timeline']}, transition clips in {summary['timeline_media']}")
 
 
 @cli.command()
@@ -156,6 +222,7 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
     if as_json:
         click.echo(json.dumps({"video": str(video), "frames": info.frame_count, "fps": f"{info.rate.numerator}/{info.rate.denominator}",
                                "detector": detection.detector, "threshold": detection.threshold, "cuts": cuts,
+                               "fades_left_out": [{"frame": c.frame, "timecode": c.timecode} for c in detection.fades],
                                "recipe": str(recipe) if recipe else None}, indent=2))
         return
     if quiet:
@@ -175,51 +242,77 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
+@click.option("--source", "sources", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
+              help="For a cut list (.edl/.xml/.otio): the video its clips play (repeat for several, matched by "
+                   "file or reel name); default: the media paths in the cut list.")
 @render_options
 @click.pass_obj
-def render(obj: Context, recipe: Path, output: Path | None, dry_run, sheet, only, force, as_json, quiet) -> None:
-    """Render the timeline of shots and transitions described by RECIPE (TOML)."""
+def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path, ...], dry_run, sheet, only, timeline,
+           transitions_only, force, as_json, quiet) -> None:
+    """Render RECIPE: a TOML timeline of shots and transitions, or an NLE cut list (.edl, .xml, .otio) whose
+    dissolves become generated transitions of the same length."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.layout import make_plan
-    from sfi_cli.timeline.recipe import load_recipe, with_engine
+    from sfi_cli.timeline.nle_files import is_timeline, load_cut_list
+    from sfi_cli.timeline.recipe import load_recipe, with_engine, with_output_settings
     from sfi_cli.render import render_plan
 
     config = obj.config
     options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run,
-                               only=only)
-    loaded = load_recipe(recipe, output)
+                               only=only, timeline=timeline, transitions_only=transitions_only)
+    output = anchor_output(output, transitions_only)
+    probed = {}
+    if is_timeline(recipe):
+        loaded, warnings, probed = load_cut_list(recipe, [Path(s) for s in sources], output)
+        for warning in warnings:
+            options.reporter.message(f"warning: {warning}")
+    elif sources:
+        raise SfiError(f"--source is for cut lists (.edl, .xml, .otio); the recipe '{recipe}' names its own media")
+    else:
+        loaded = load_recipe(recipe, output)
+    loaded = with_output_settings(loaded, **output_flags(config))
     plan = make_plan(with_engine(loaded, config["engine"]) if "engine" in config.flags else loaded,
                      engine=config["engine"], engine_settings=options.engine_settings,
-                     default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"])
+                     default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"],
+                     probed=probed)
     emit_timeline(render_plan(plan, options), as_json, quiet)
 
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself (not with --transitions-only).")
 @length_options
 @click.option("--prompt", type=PROMPT, default="", help="What should happen in each transition (text-guided engines).")
 @click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (generative engines).")
 @detector_options
-@click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is found, still write a (re-encoded) copy.")
+@click.option("--cuts", "chosen_cuts", default="", metavar="LIST",
+              help="Fill only these cuts, numbered as sfi detect lists them: 1,3-5 (default: all).")
+@click.option("--min-score", type=float, default=0.0, show_default=True,
+              help="Fill only cuts the detector scored at least this high (see sfi detect's score column).")
+@click.option("--copy-if-no-cuts", is_flag=True, help="When no cut is chosen, still write a (re-encoded) copy.")
 @render_options
 @click.pass_obj
-def fill(obj: Context, video: Path, output: Path, frames: int | None, prompt: str, negative_prompt: str, seed: int,
-         copy_if_no_cuts: bool, dry_run, sheet, only, force, as_json, quiet) -> None:
+def fill(obj: Context, video: Path, output: Path | None, frames: int | None, prompt: str, negative_prompt: str,
+         seed: int, chosen_cuts: str, min_score: float, copy_if_no_cuts: bool, dry_run, sheet, only, timeline,
+         transitions_only, force, as_json, quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.fill import FillRequest, fill as run_fill
 
     config = obj.config
     detect_options = detect_settings(config)
+    if output is None and transitions_only is None:
+        raise SfiError("fill needs -o OUTPUT (or --transitions-only DIR for the transitions alone)")
     options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run,
-                               only=only)
+                               only=only, timeline=timeline, transitions_only=transitions_only)
+    output = anchor_output(output, transitions_only)
     request = FillRequest(video=video, output=output, seconds=config["fill.seconds"], frames=frames,
                           mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
                           negative_prompt=negative_prompt, seed=seed, engine=config["engine"],
-                          copy_if_no_cuts=copy_if_no_cuts)
+                          copy_if_no_cuts=copy_if_no_cuts, codec=output_codec_setting(config), cuts=chosen_cuts,
+                          min_score=min_score)
     summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
                        crf=config["output.crf"], preset=config["output.preset"])
     emit_timeline(summary, as_json, quiet)

@@ -191,7 +191,7 @@ class Codec:
 
 PRORES_HQ = 3  # ProRes profiles: 0 proxy, 1 LT, 2 standard, 3 HQ, 4 4444
 CODECS = {"h264": Codec("libx264", (".mp4", ".mov", ".mkv")), "h265": Codec("libx265", (".mp4", ".mov", ".mkv")),
-          "prores": Codec("prores_ks", (".mov", ".mkv"), PRORES_HQ)}
+          "prores": Codec("prores_ks", (".mov", ".mkv"), PRORES_HQ), "ffv1": Codec("ffv1", (".mkv",))}
 CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}  # a container's usual codec
 
 
@@ -236,6 +236,8 @@ def encoder_options(codec: str, pix_fmt: str, quality: int, preset: str, *, suff
     if codec == "prores":
         profile = 4 if pix_fmt.startswith("yuv444") else quality
         return {"c:v": CODECS[codec].encoder, "profile:v": profile, "vendor": "apl0", "pix_fmt": pix_fmt}
+    if codec == "ffv1":  # lossless: no quality or speed to choose; slices let it use every core
+        return {"c:v": "ffv1", "level": 3, "slices": 16, "g": 1, "pix_fmt": pix_fmt}
     options: dict[str, object] = {"c:v": CODECS[codec].encoder, "crf": quality, "preset": preset, "pix_fmt": pix_fmt}
     params = hdr_params(codec, hdr)
     if codec == "h265":

@@ -27,7 +27,7 @@ from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_f
 from sfi_cli.media.targets import OutputTarget, check_sheet, check_target
 from sfi_cli.progress import Reporter
 from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
-from sfi_cli.timeline.describe import describe
+from sfi_cli.timeline.describe import describe, plan_data
 from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
 
@@ -53,6 +53,9 @@ class RenderOptions:
     attempts: int = 3  # tries of one transition before the run gives up on it
     passes: tuple[str, ...] = PASSES  # ("transitions",) or ("splice",) to run one pass alone
     manifest_extra: dict[str, Any] = field(default_factory=dict)
+    # More results made from the render (an NLE timeline, transition clips): each is ``check(plan, options)``ed
+    # with the outputs, before any work, and ``finish(plan, summary, options)``ed after the passes.
+    extras: tuple[Any, ...] = ()
 
 
 def work_dir_for(output: Path, configured: Path | None) -> Path:
@@ -94,10 +97,15 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     # Transitions alone write only into the work folder: no output lock, so farm nodes run side by side.
     with output_lock(plan.output) if writes_output else nullcontext():
         check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
+        for extra in options.extras:
+            extra.check(plan, options)
         for warning in plan.warnings:
             options.reporter.message(f"warning: {warning}")
         if options.dry_run:
-            return {"dry_run": True, "plan": describe(plan), **_plan_summary(plan), **options.manifest_extra}
+            from sfi_cli.render.transitions import gap_keys
+
+            return {"dry_run": True, "plan": plan_data(plan, gap_keys(plan)), "plan_lines": describe(plan),
+                    **_plan_summary(plan), **options.manifest_extra}
         return _render(plan, options)
 
 
@@ -118,18 +126,38 @@ def executor_for(options: RenderOptions, plan: Plan | None = None):
     return ProcessExecutor(options.workers, devices=options.devices, attempts=options.attempts, reporter=options.reporter)
 
 
-def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
-    from sfi_cli.render.transitions import gap_keys, stored_record
+def _frames_go_back_to_the_os() -> None:
+    """Have glibc map each block of 1 MiB or more on its own, so a freed frame's memory returns to the OS.
 
+    Its default threshold rises to the size of the first large block freed; frames of other sizes (RGB,
+    YUV, 16-bit) then come from the heap and fragment it, and peak memory creeps up with a timeline's
+    gap count. Elsewhere (macOS, musl) the C library's own policy stays."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, glibc's malloc.h
+
+
+def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
+    from sfi_cli.render.splice import splice
+    from sfi_cli.render.transitions import gap_keys, make_transitions, stored_record
+
+    _frames_go_back_to_the_os()
     started = time.monotonic()
     work_dir = work_dir_for(plan.output, options.work_dir)
-    if "transitions" in options.passes:
-        from sfi_cli.render.transitions import make_transitions
-
+    written = 0
+    if set(options.passes) == set(PASSES):
+        made, written = _both_passes(plan, options, GapCache(work_dir, options.ffmpeg))
+    elif "transitions" in options.passes:
         made = make_transitions(plan, options, executor_for(options, plan))
     else:
         cache = GapCache(work_dir, options.ffmpeg)
-        made = [stored_record(cache, key) if cache.has(key) else {"key": key, "cached": False} for key in gap_keys(plan)]
+        keys = gap_keys(plan)
+        written = splice(plan, cache, keys, options)
+        made = [stored_record(cache, key) for key in keys]
     records = [_gap_record(gap, made[gap.index]) for gap in plan.gaps]
     summary = {
         **_plan_summary(plan),
@@ -143,17 +171,77 @@ def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         **options.manifest_extra,
     }
     if "splice" not in options.passes:
-        return {**summary, "output": None, "seconds": round(time.monotonic() - started, 3)}
-    from sfi_cli.render.splice import splice
-
-    written = splice(plan, GapCache(work_dir, options.ffmpeg), [r["key"] for r in records], options)
+        return _finish(plan, {**summary, "output": None, "seconds": round(time.monotonic() - started, 3)}, options)
     summary.update({"frames_written": written, "sheet": str(options.sheet) if options.sheet else None,
                     "manifest": str(manifest_path(plan.output)), "seconds": round(time.monotonic() - started, 3)})
     write_json(manifest_path(plan.output), {
         "sfi": __version__, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **summary, "sources": [_source_facts(s) for s in plan.sources.values()],
     })
+    return _finish(plan, summary, options)
+
+
+def _finish(plan: Plan, summary: dict[str, Any], options: RenderOptions) -> dict[str, Any]:
+    for extra in options.extras:
+        summary = extra.finish(plan, summary, options)
     return summary
+
+
+class _SpliceStopped(Exception):
+    """Pass 1 failed or was stopped: the splice running beside it stops too (and deletes its partial output)."""
+
+
+def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache) -> tuple[list[dict[str, Any]], int]:
+    """Pass 1 here, pass 2 in a thread beside it, started at once: the splice relays footage while the
+    transitions are made and waits only at a gap not in the work folder yet. Pass 1 uses what the encoder
+    leaves idle, and a slow engine's first gap is spliced while the next is made. Either pass failing
+    stops both; the output appears only if both finish (finished gaps are kept for a re-run)."""
+    import threading
+
+    from sfi_cli.render.splice import splice, splice_task
+    from sfi_cli.render.transitions import gap_keys, make_transitions
+
+    keys = gap_keys(plan)
+    stop, pass_one_over = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def gap_ready(key: str) -> None:
+        while not cache.has(key):
+            if stop.is_set():
+                raise _SpliceStopped()
+            if pass_one_over.is_set() and not cache.has(key):
+                raise SfiError(f"transition {key} is not in the work folder '{cache.root}' after pass 1; this is a bug")
+            pass_one_over.wait(0.05)
+
+    with options.reporter.task(*splice_task(plan)) as task:
+        def progress(done: int, total: int) -> None:
+            if stop.is_set():
+                raise _SpliceStopped()
+            task(done, total)
+
+        def run_splice() -> None:
+            try:
+                outcome["written"] = splice(plan, cache, keys, options, gap_ready=gap_ready, progress=progress)
+            except BaseException as error:  # handed to the main thread, which raises it
+                outcome["error"] = error
+
+        def splice_failed() -> None:  # checked between jobs: a splice that failed stops pass 1 early
+            if isinstance(outcome.get("error"), Exception) and not isinstance(outcome["error"], _SpliceStopped):
+                raise outcome["error"]
+
+        splicer = threading.Thread(target=run_splice, name="sfi-splice", daemon=True)
+        splicer.start()
+        try:
+            made = make_transitions(plan, options, executor_for(options, plan), between_jobs=splice_failed)
+            pass_one_over.set()
+            splicer.join()
+        except BaseException:
+            stop.set()
+            splicer.join()
+            raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return made, outcome["written"]
 
 
 def _gap_record(gap, made: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,9 @@ class LocalExecutor:
 
         with placed(self.device):
             for job in jobs:
-                yield job, function(job)
+                result = function(job)
+                yield job, result
+                del job, result  # the next job's frames are read while nothing holds this one's
 
 
 @dataclass

@@ -44,6 +44,7 @@ class InterpolateJob:
     sheet: Path | None = None
     force: bool = False
     engine_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    codec: str | None = None  # video output: None for the container's usual one
 
     @property
     def with_ends(self) -> bool:
@@ -81,7 +82,8 @@ def interpolate_plan(job: InterpolateJob, *, crf: int, preset: str, output: Path
                                 job.seed, "insert", where="--frames", audio="silence")  # the plan has no sound
     shots = (ShotSpec("image", job.first, None, None, one, 1, transition, where=f"'{job.first}'"),
              ShotSpec("image", job.last, None, None, one, 1, None, where=f"'{job.last}'"))
-    recipe = Recipe(job.first, shots, OutputSpec(output, job.fps, job.size, job.fit, None, None, None, "none"))
+    recipe = Recipe(job.first, shots, OutputSpec(output, job.fps, job.size, job.fit, job.codec if job.target.is_video else None, None,
+                                                 None, "none"))
     return make_plan(recipe, engine=job.engine, engine_settings=job.engine_settings, default_fps=job.fps, crf=crf,
                      preset=preset)
 

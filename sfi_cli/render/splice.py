@@ -17,9 +17,10 @@ timed from its video's first frame, so each stream keeps its offset from the pic
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from sfi_cli.errors import SfiError
 from sfi_cli.media import formats
@@ -221,25 +222,41 @@ class SpliceWriter(VideoWriter):
         return splice_command(self.plan, self.partial, ffmpeg)
 
 
-def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions, *, sheet_of_stills: bool = False) -> int:
+def splice_task(plan: Plan) -> tuple[str, int]:
+    """The progress task of pass 2: its description and total."""
+    return f"splicing {plan.total_frames} frames into {plan.output.name}", plan.total_frames
+
+
+def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions, *, sheet_of_stills: bool = False,
+           gap_ready: Callable[[str], None] | None = None, progress: Callable[[int, int], None] | None = None) -> int:
     """Stream the whole timeline into the output file, each gap read from the work folder under its key
     in ``keys``; returns the frames written. The contact sheet shows the generated frames (and the
-    held images too with ``sheet_of_stills``, as ``sfi interpolate`` shows its ends)."""
-    missing = [gap for gap in plan.gaps if not cache.has(keys[gap.index])]
-    if missing:
-        raise SfiError(f"{len(missing)} of {len(plan.gaps)} transitions are not in the work folder '{cache.root}' "
-                       f"(first: {missing[0].label}); run the transitions first (the same command with --only transitions)")
+    held images too with ``sheet_of_stills``, as ``sfi interpolate`` shows its ends).
+
+    Alone, every gap must be in the work folder already. While pass 1 still runs, ``gap_ready(key)`` waits
+    for each gap as the splice reaches it (or raises to stop), and ``progress`` is the task opened for it."""
+    if gap_ready is None:
+        missing = [gap for gap in plan.gaps if not cache.has(keys[gap.index])]
+        if missing:
+            raise SfiError(f"{len(missing)} of {len(plan.gaps)} transitions are not in the work folder '{cache.root}' "
+                           f"(first: {missing[0].label}); run the transitions first (the same command with --only transitions)")
+    with options.reporter.task(*splice_task(plan)) if progress is None else nullcontext(progress) as progress:
+        return _splice(plan, cache, keys, options, sheet_of_stills, gap_ready or (lambda key: None), progress)
+
+
+def _splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions, sheet_of_stills: bool,
+            gap_ready: Callable[[str], None], progress: Callable[[int, int], None]) -> int:
     readers = Readers(plan, options.ffmpeg)
     sheet = ContactSheet() if options.sheet else None
     to_output = {"pix_fmt": plan.pix_fmt, "video_filter": plan.rgb_to_output(options.ffmpeg)}
     total = plan.total_frames
     try:
-        with options.reporter.task(f"splicing {total} frames into {plan.output.name}", total) as progress, \
-                Publication() as results:  # the output and its contact sheet, published together
+        with Publication() as results:  # the output and its contact sheet, published together
             with SpliceWriter(plan, ffmpeg=options.ffmpeg, results=results) as writer:
                 for segment in plan.segments:
                     if isinstance(segment, Generated):
                         key = keys[segment.gap]
+                        gap_ready(key)
                         for frame in cache.frames(key, **to_output):
                             writer.write(frame)
                         if sheet:

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sfi_cli.errors import SfiError
 from sfi_cli.render.workdir import GapCache, gap_params, plan_gap_key
@@ -116,13 +116,14 @@ def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
     settings = placed_settings(job.settings, job.engine, _placement["device"])
     engine = _engine(job.engine, settings)
     params = job.params
+    notes = dict(engine.notes(params["count"]))  # and what the engine finds out while making the frames
     frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
-                             negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress)
+                             negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress,
+                             notes=notes)
     cache = GapCache(job.work_dir, job.ffmpeg, tidy=False)
-    notes = engine.notes(params["count"])
     try:
-        cache.store(job.key, counted(frames, params["count"], engine.name),
-                    {"engine": engine.cache_key(), "notes": notes, **job.meta})
+        cache.store(job.key, counted(frames, params["count"], engine.name), {"engine": engine.cache_key(), **job.meta},
+                    notes=notes)
     except SfiError:
         if not cache.has(job.key):
             raise  # else another worker published the same job as this one was renaming its copy: that one is whole
@@ -217,8 +218,10 @@ def check_engines(names: set[str], engine_settings: dict[str, dict[str, Any]]) -
         require_available(name, engine_settings)
 
 
-def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[str, Any]]:
-    """Pass 1: make the gaps the work folder lacks through ``executor``; returns one record per gap, in order."""
+def make_transitions(plan: Plan, options: RenderOptions, executor, *,
+                     between_jobs: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+    """Pass 1: make the gaps the work folder lacks through ``executor``; returns one record per gap, in order.
+    ``between_jobs`` runs after each finished job; an error it raises stops the pass."""
     from functools import partial
 
     from sfi_cli.render import work_dir_for
@@ -255,13 +258,20 @@ def make_transitions(plan: Plan, options: RenderOptions, executor) -> list[dict[
                     progress(done, total)
                     elapsed = time.monotonic() - started
                     options.reporter.message(
-                        f"{job.name}: made in {record['seconds']:.1f}s on {record['host']} ({record['device']}); "
-                        f"{len(made)}/{len(missing)} done, ETA {elapsed / done * (total - done):.0f}s")
+                        f"{job.name}: made in {record['seconds']:.1f}s on {record['host']} ({record['device']})"
+                        f"{fallback_note(record)}; {len(made)}/{len(missing)} done, ETA {elapsed / done * (total - done):.0f}s")
+                    del job, record  # its boundary frames go before the next job's are read
+                    between_jobs()
             finally:
                 from sfi_cli.media.publish import remove_stale
 
                 remove_stale(cache.gaps)  # whatever a stopped worker could not tidy itself
     return [made.pop(keys[gap.index], None) or stored_record(cache, keys[gap.index]) for gap in plan.gaps]
+
+
+def fallback_note(notes: dict[str, Any]) -> str:
+    """"; fell back to a dissolve: <why>" when the engine did, so no fallback goes unseen."""
+    return f"; fell back to a {notes['fallback']}: {notes['fallback_reason']}" if notes.get("fallback") else ""
 
 
 def stored_record(cache: GapCache, key: str) -> dict[str, Any]:

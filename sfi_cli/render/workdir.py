@@ -144,8 +144,10 @@ class GapCache:
     def has(self, key: str) -> bool:
         return (self.folder(key) / "gap.json").is_file()
 
-    def store(self, key: str, frames: Iterable[np.ndarray], meta: dict[str, Any]) -> int:
+    def store(self, key: str, frames: Iterable[np.ndarray], meta: dict[str, Any],
+              notes: dict[str, Any] | None = None) -> int:
         """Store ``frames`` (RGB, taken one at a time from a generator) under ``key``; returns how many.
+        ``notes`` (the engine's, filled while the frames are made) are read once the last frame is in.
 
         The gap folder appears under its name only when the last frame is written, so an error or
         a signal leaves no partial gap.
@@ -164,7 +166,8 @@ class GapCache:
                 for frame in itertools.chain([first], frames):
                     writer.write(frame)
             (staging / "gap.json").write_text(json.dumps(
-                {**meta, "frames": writer.frames_written, "width": width, "height": height}, indent=2, default=str))
+                {**meta, "notes": notes or {}, "frames": writer.frames_written, "width": width, "height": height},
+                indent=2, default=str))
             shutil.rmtree(self.folder(key), ignore_errors=True)  # a damaged or concurrent copy of this gap: replaced
         return writer.frames_written
 

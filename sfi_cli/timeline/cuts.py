@@ -8,7 +8,7 @@ frame of the new shot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -20,6 +20,9 @@ from sfi_cli.timeline.timecode import format_timecode
 # Analysis at ~256 px wide does not need the deblocking filter's last bit of exactness: skipping it
 # decodes faster. Frame numbering is unaffected (every frame is still decoded and counted).
 FAST_DECODING = ("-skip_loop_filter", "all", "-flags2", "fast")
+# Average 8-bit level below which a frame counts as black (PySceneDetect's fade threshold): a cut to or from
+# such a frame is the edge of a fade, not a change of shot to fill.
+BLACK_LEVEL = 12.0
 # Each detector's own default threshold (PySceneDetect's); the detector names are the schema's choices.
 DEFAULT_THRESHOLDS = {"adaptive": 3.0, "content": 27.0, "hash": 0.395, "threshold": 12.0}
 
@@ -40,6 +43,7 @@ class Detection:
     frames: int  # frames the detector saw (the clip's true frame count at the working rate)
     detector: str
     threshold: float
+    fades: list[Cut] = field(default_factory=list)  # cuts to or from black, left out of ``cuts``
 
 
 def make_detector(name: str, threshold: float, min_scene_len: int) -> tuple[Any, Callable[[Any], str]]:
@@ -69,9 +73,13 @@ def analysis_size(info: MediaInfo, downscale: int) -> tuple[int, int]:
 
 
 def detect_cuts(info: MediaInfo, *, detector: str = "adaptive", threshold: float | None = None,
-                min_scene_len: int = 15, downscale: int = 0, ffmpeg: str,
+                min_scene_len: int = 15, downscale: int = 0, ffmpeg: str, fade_cuts: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> Detection:
-    """Run one detector over every frame of ``info`` and return the cuts in order."""
+    """Run one detector over every frame of ``info`` and return the cuts in order. A cut to or from a black
+    frame (a fade's edge) is kept apart in ``fades`` unless ``fade_cuts`` (the threshold detector, which
+    looks for fades, keeps them all)."""
+    from array import array
+
     from scenedetect import FrameTimecode, StatsManager
 
     from sfi_cli.media.readers import VideoReader
@@ -86,9 +94,11 @@ def detect_cuts(info: MediaInfo, *, detector: str = "adaptive", threshold: float
                          pix_fmt="bgr24", keep_rotation=True, ffmpeg=ffmpeg, scale_flags="area",
                          decoder_args=FAST_DECODING)
     found: list[FrameTimecode] = []
+    brightness = array("f")  # each frame's average level, to tell a fade's edge from a cut
     count = 0
     try:
         for count, frame in enumerate(reader.every_frame(), start=1):
+            brightness.append(frame.mean())
             found += scene_detector.process_frame(FrameTimecode(count - 1, fps=info.rate), frame)
             if progress and count % 25 == 0:
                 progress(count, max(count, info.frame_count))
@@ -101,9 +111,11 @@ def detect_cuts(info: MediaInfo, *, detector: str = "adaptive", threshold: float
         progress(count, count)
     key = score_key(scene_detector)
     frames = sorted({cut.frame_num for cut in found if 0 < cut.frame_num < count})
-    cuts = []
+    cuts, fades = [], []
     for frame in frames:
         score = stats.get_metrics(frame, [key])[0]
-        cuts.append(Cut(frame, float(Fraction(frame) / info.rate), format_timecode(frame, info.rate),
-                        None if score is None else round(float(score), 3)))
-    return Detection(cuts, count, detector, threshold)
+        cut = Cut(frame, float(Fraction(frame) / info.rate), format_timecode(frame, info.rate),
+                  None if score is None else round(float(score), 3))
+        at_black = min(brightness[frame - 1], brightness[frame]) < BLACK_LEVEL
+        (fades if at_black and not fade_cuts and detector != "threshold" else cuts).append(cut)
+    return Detection(cuts, count, detector, threshold, fades)

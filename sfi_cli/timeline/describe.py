@@ -1,7 +1,9 @@
-"""The plan as ``--dry-run`` prints it: shots, gaps with frame counts, engine and the engine's own note
-(``Engine.describe``: SemFi's expert, for one)."""
+"""The plan as ``--dry-run`` shows it: as lines (shots, gaps with frame counts, engine and the engine's own
+note, ``Engine.describe``: SemFi's expert, for one), and as data for ``--dry-run --json`` (``plan_data``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sfi_cli.timeline.model import Footage, Gap, Generated, Plan, Still
 from sfi_cli.timeline.timecode import format_rate
@@ -50,3 +52,36 @@ def engine_note(gap: Gap) -> str:
 
     note = engine_class(gap.engine).describe(gap.count)
     return f", {note}" if note else ""
+
+
+def plan_data(plan: Plan, keys: list[str]) -> dict[str, Any]:
+    """The plan for programs: every segment in output order, and one object per gap with its frames, times
+    (seconds in the output), boundary frames, engine with its notes (``Engine.notes``) and work-folder key."""
+    from engines import engine_class
+
+    def seconds(frame: int) -> float:
+        return round(float(frame / plan.rate), 6)
+
+    def side(source_frame: tuple[str, int]) -> dict[str, Any]:
+        source, frame = source_frame
+        return {"source": str(plan.sources[source].path), "frame": frame}
+
+    segments, start = [], 0
+    for segment in plan.segments:
+        entry: dict[str, Any] = {"output_start": start, "frames": segment.frames}
+        if isinstance(segment, Footage):
+            entry.update(kind="footage", source=str(plan.sources[segment.source].path), start=segment.start,
+                         stop=segment.stop)
+        elif isinstance(segment, Still):
+            entry.update(kind="still", source=str(plan.sources[segment.source].path))
+        else:
+            entry.update(kind="gap", gap=segment.gap + 1)
+        segments.append(entry)
+        start += segment.frames
+    gaps = [{"number": gap.index + 1, "label": gap.label, "mode": gap.mode, "engine": gap.engine, "frames": gap.count,
+             "output_start": gap.output_start, "output_stop": gap.output_start + gap.count,
+             "start_seconds": seconds(gap.output_start), "end_seconds": seconds(gap.output_start + gap.count),
+             "before": side(gap.before), "after": side(gap.after), "prompt": gap.prompt,
+             "negative_prompt": gap.negative_prompt, "seed": gap.seed, "key": keys[gap.index],
+             "notes": engine_class(gap.engine).notes(gap.count)} for gap in plan.gaps]
+    return {"segments": segments, "gaps": gaps}

@@ -31,6 +31,7 @@ class DetectOptions:
     threshold: float | None  # None: the detector's own default
     min_scene_len: str | int | float  # a position: frames, "0.5s", ...
     downscale: int  # 0: automatic
+    fade_cuts: bool = False  # a cut to or from black counts too
 
 
 def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
@@ -42,7 +43,12 @@ def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, report
         reporter.message(f"warning: {warning}")
     with reporter.task(f"finding cuts in {video.name} ({options.detector})", info.frame_count) as progress:
         detection = detect_cuts(info, detector=options.detector, threshold=options.threshold, min_scene_len=min_len,
-                                downscale=options.downscale, ffmpeg=ffmpeg, progress=progress)
+                                downscale=options.downscale, ffmpeg=ffmpeg, fade_cuts=options.fade_cuts,
+                                progress=progress)
+    if detection.fades:
+        frames = ", ".join(str(cut.frame) for cut in detection.fades)
+        reporter.message(f"{len(detection.fades)} cut{'s' * (len(detection.fades) != 1)} to or from black (the edge of "
+                         f"a fade) left out, at frame {frames}; pass --fade-cuts to count them")
     return info.with_frame_count(detection.frames), detection
 
 
@@ -62,15 +68,43 @@ def recipe_header(info: MediaInfo, detection: Detection, command: str) -> str:
             f"Fill in each transition's prompt, then: sfi render THIS_FILE")
 
 
-def cut_notes(cuts: list[Cut]) -> list[str]:
-    """One comment per transition: the cut it is at and the detector's score."""
+def cut_notes(cuts: list[Cut], numbers: list[int] | None = None) -> list[str]:
+    """One comment per transition: the cut it is at (numbered as ``sfi detect`` lists them) and the detector's score."""
     return [f"cut {number} at frame {cut.frame} ({cut.timecode})" + ("" if cut.score is None else f", score {cut.score}")
-            for number, cut in enumerate(cuts, start=1)]
+            for number, cut in zip(numbers or range(1, len(cuts) + 1), cuts)]
+
+
+def parse_cut_selection(text: str) -> list[tuple[int, int]]:
+    """``--cuts 1,3-5`` as inclusive number ranges (empty: every cut); refused in one line before any work."""
+    ranges = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            low = high = 0
+        if not 1 <= low <= high:
+            raise SfiError(f"--cuts {text}: '{part}' is not a cut number or range; give numbers as sfi detect lists "
+                           f"them, e.g. --cuts 1,3-5")
+        ranges.append((low, high))
+    return ranges
+
+
+def select_cuts(cuts: list[Cut], ranges: list[tuple[int, int]], min_score: float) -> list[int]:
+    """The numbers (from 1, as ``sfi detect`` lists them) of the cuts to fill: those in ``ranges`` (all when
+    empty) scoring at least ``min_score`` (a cut its detector gives no score is kept)."""
+    beyond = [high for _, high in ranges if high > len(cuts)]
+    if beyond:
+        raise SfiError(f"--cuts names cut {max(beyond)}, but {len(cuts)} cut{'s' * (len(cuts) != 1)} were found; "
+                       f"see them numbered with: sfi detect VIDEO")
+    return [number for number, cut in enumerate(cuts, start=1)
+            if (not ranges or any(low <= number <= high for low, high in ranges))
+            and (cut.score is None or cut.score >= min_score)]
 
 
 def cut_recipe(recipe: Path, video: Path, cuts: list[Cut], frame_count: int, *, frames: int, mode: str, output: Path,
                audio: str, prompt: str = "", negative_prompt: str = "", seed: int = 0,
-               engine: str | None = None) -> Recipe:
+               engine: str | None = None, codec: str | None = None) -> Recipe:
     """The recipe (to be kept at ``recipe``) joining the shots of ``video`` between ``cuts`` with one transition
     of ``frames`` frames per cut."""
     transition = TransitionSpec(Position(str(frames), frames=frames), prompt, negative_prompt, engine, seed, mode,
@@ -79,7 +113,7 @@ def cut_recipe(recipe: Path, video: Path, cuts: list[Cut], frame_count: int, *, 
     shots = tuple(ShotSpec("video", video, parse_position(start), parse_position(stop), None, 1,
                            transition if number < len(cuts) else None, where="")
                   for number, (start, stop) in enumerate(zip(bounds, bounds[1:])))
-    return Recipe(recipe, shots, OutputSpec(output, None, None, OUTPUT_KEYS["fit"].default, None, None, None,
+    return Recipe(recipe, shots, OutputSpec(output, None, None, OUTPUT_KEYS["fit"].default, codec, None, None,
                                             OUTPUT_KEYS["audio"].default))
 
 
@@ -96,6 +130,9 @@ class FillRequest:
     seed: int = 0
     engine: str = "auto"
     copy_if_no_cuts: bool = False
+    codec: str | None = None  # None: the container's usual one
+    cuts: str = ""  # which cuts to fill, "1,3-5" as sfi detect numbers them; empty: all
+    min_score: float = 0.0  # fill only cuts scoring at least this
 
 
 def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *, default_fps: Fraction,
@@ -114,26 +151,31 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
 
     info = probe(video)
     frames = transition_frames(info, request.seconds, request.frames)
+    wanted = parse_cut_selection(request.cuts)
     # Everything about the output is checked before the (long) detection pass.
-    output_codec(output, None)
+    output_codec(output, request.codec)
     check_outputs(output, [video], options)
     for path in (video.resolve(), output.resolve()):
         check_recipe_path(path)
     info, detection = detect_video(info, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
-    cuts = [{"frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score}
-            for c in detection.cuts]
-    if not detection.cuts and not request.copy_if_no_cuts:
-        options.reporter.message(f"no cuts found in {video.name}: nothing to fill, nothing written "
+    numbers = select_cuts(detection.cuts, wanted, request.min_score)
+    cuts = [{"number": n, "frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score,
+             "filled": n in numbers} for n, c in enumerate(detection.cuts, start=1)]
+    if not numbers and not request.copy_if_no_cuts:
+        found = (f"none of the {len(detection.cuts)} cuts found in {video.name} is chosen by --cuts/--min-score"
+                 if detection.cuts else f"no cuts found in {video.name}")
+        options.reporter.message(f"{found}: nothing to fill, nothing written "
                                  f"(pass --copy-if-no-cuts to write a re-encoded copy anyway)")
-        return {"output": None, "cuts": [], "frames_written": 0, "dry_run": options.dry_run}
+        return {"output": None, "cuts": cuts, "frames_written": 0, "dry_run": options.dry_run}
+    filled = [detection.cuts[n - 1] for n in numbers]  # a cut left out stays a plain cut: its shots run on as one
     # The recipe is kept (dry run too) so the editor can adjust it and `sfi render` it; errors point into it.
     recipe_file = make_folder(work_dir_for(output, options.work_dir), "the work folder") / f"{output.stem}.recipe.toml"
     refuse_inputs([recipe_file], [video], "recipe")
-    recipe = cut_recipe(recipe_file, video.resolve(), detection.cuts, info.frame_count, frames=frames,
+    recipe = cut_recipe(recipe_file, video.resolve(), filled, info.frame_count, frames=frames,
                         mode=request.mode, output=output.resolve(), prompt=request.prompt,
                         negative_prompt=request.negative_prompt, seed=request.seed, engine=request.engine,
-                        audio=request.audio)
-    text = recipe_text(recipe, header=recipe_header(info, detection, "sfi fill"), notes=cut_notes(detection.cuts))
+                        audio=request.audio, codec=request.codec)
+    text = recipe_text(recipe, header=recipe_header(info, detection, "sfi fill"), notes=cut_notes(filled, numbers))
     write_text(recipe_file, text)
     recipe = located(recipe, text)
     plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,

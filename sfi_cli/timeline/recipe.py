@@ -200,6 +200,11 @@ def _check_quality(reader: _Reader, quality: int, output: Path, codec: str | Non
         raise reader.fail(("output", "quality"), f"'output.quality' ({meaning}) must be {expected(key)}, {problem}")
 
 
+def with_output_settings(recipe: Recipe, **settings: Any) -> Recipe:
+    """``recipe`` with these ``OutputSpec`` fields replaced (command-line flags win over the recipe)."""
+    return replace(recipe, output=replace(recipe.output, **settings)) if settings else recipe
+
+
 def with_engine(recipe: Recipe, engine: str) -> Recipe:
     """``recipe`` with every transition made by ``engine`` (``render --engine`` wins over the recipe)."""
     shots = tuple(shot if shot.transition is None else replace(shot, transition=replace(shot.transition, engine=engine))
