@@ -57,7 +57,8 @@ def framemd5(path: Path, ffmpeg: str) -> list[str]:
 
 
 def gaps_in(work: Path) -> list[Path]:
-    return sorted((work / "gaps").glob("*/gap.json"))
+    """The published gaps (pathlib's glob also matches a hidden folder still being staged: left out)."""
+    return sorted(path for path in (work / "gaps").glob("*/gap.json") if not path.parent.name.startswith("."))
 
 
 def hidden(folder: Path) -> list[Path]:

@@ -258,8 +258,8 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
                     progress(done, total)
                     elapsed = time.monotonic() - started
                     options.reporter.message(
-                        f"{job.name}: made in {record['seconds']:.1f}s on {record['host']} ({record['device']})"
-                        f"{fallback_note(record)}; {len(made)}/{len(missing)} done, ETA {elapsed / done * (total - done):.0f}s")
+                        f"{job.name}: made in {record['seconds']:.1f}s on {record['host']} ({record['device']}); "
+                        f"{len(made)}/{len(missing)} done, ETA {elapsed / done * (total - done):.0f}s{fallback_note(record)}")
                     del job, record  # its boundary frames go before the next job's are read
                     between_jobs()
             finally:
