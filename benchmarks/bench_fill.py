@@ -76,12 +76,13 @@ def reencode(source: Path, out: Path, ffmpeg: str) -> float:
 def sfi_fill(source: Path, out: Path, work: Path, mode: str = "insert") -> dict:
     shutil.rmtree(work, ignore_errors=True)  # nothing may come from an earlier run's cache
     run = subprocess.run([sys.executable, "-c", MEASURED_SFI, "fill", str(source), "-o", str(out), "--engine",
-                          "crossfade", "--seconds", "0.5", "--mode", mode, "--work-dir", str(work), "--quiet", "--force"],
+                          "crossfade", "--seconds", "0.5", "--mode", mode, "--work-dir", str(work), "--quiet", "--force", "--json"],
                          capture_output=True, text=True)
     measured = json.loads(run.stderr.strip().splitlines()[-1])
     if measured["code"] != 0:
         raise SystemExit(f"sfi fill failed: {run.stderr}")
-    return measured
+    summary = json.loads(run.stdout)
+    return {**measured, "detection": summary["detection_seconds"], **summary["pass_seconds"]}
 
 
 def main() -> None:
@@ -120,6 +121,8 @@ def main() -> None:
               f"sfi's own overhead is {filled['seconds'] / same_frames:.2f}x of encoding what it delivers | "
               f"peak memory: sfi {filled['self_mib']:.0f} MiB, largest ffmpeg child {filled['children_mib']:.0f} MiB",
               flush=True)
+        print(f"      where the time goes (insert): detection {filled['detection']:.1f} s, then transitions "
+              f"{filled['transitions']:.1f} s beside the splice's {filled['splice']:.1f} s", flush=True)
     if args.short:
         return
     short, long = results[10][1], results[60][1]

@@ -1,12 +1,12 @@
-"""Quality and speed of in-between frames: ``flow`` and ``crossfade`` against ffmpeg's minterpolate.
+"""Quality and speed of in-between frames: ``flow``, ``rife`` and ``crossfade`` against ffmpeg's minterpolate.
 
 Usage: .venv/bin/python benchmarks/bench_interpolate.py [--quick] [--videos DIR]
 
 Method: take real frame triplets (t-1, t, t+1) from inside a shot, give each method
 frames t-1 and t+1, ask for the frame halfway between, and compare it with the real
 frame t (PSNR on RGB, SSIM on luma). Speed is in-between frames per second at 1080p
-when doubling a clip's frame rate: ``flow`` and ``crossfade`` are called once per gap
-in this process; minterpolate runs once over the clip (raw RGB piped in and out), its
+when doubling a clip's frame rate: ``flow``, ``rife`` (on the CPU, float32, a thread per
+core) and ``crossfade`` are called once per gap in this process; minterpolate runs once over the clip (raw RGB piped in and out), its
 fixed start-up cost left out. minterpolate (mi_mode=mci, mc_mode=aobmc, me_mode=bidir)
 is measured in the same run and every result is also printed as a ratio against it.
 Last, the wall time of ``sfi --help`` (start-up cost).
@@ -45,11 +45,13 @@ import numpy as np
 
 from engines.crossfade import dissolve
 from engines.flow import FlowEngine
+from engines.rife import RifeEngine
 from sfi_cli.media.ffmpeg import decode_frames, find_ffmpeg
 
 FPS = 30
 SIZE = (1920, 1080)
 MINTERPOLATE = "minterpolate=fps={fps}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir"
+SYNTHETIC = "synthetic 1080p clip"
 DEFAULT_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 
 # Triplet selection, on luma at 480 px wide (levels 0..255).
@@ -199,6 +201,10 @@ def flow_middle(engine: FlowEngine) -> Callable[[np.ndarray, np.ndarray], np.nda
     return lambda a, b: next(iter(engine.generate(a, b, 1)))
 
 
+def rife_middle(engine: RifeEngine) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda a, b: engine.between(a, b, 0.5)
+
+
 def run_minterpolate(ffmpeg: str, frames: list[np.ndarray]) -> list[np.ndarray]:
     """Double the frame rate of ``frames`` with minterpolate; returns every output frame.
 
@@ -281,7 +287,7 @@ def help_seconds(runs: int = 5) -> list[float]:
 
 # --------------------------------------------------------------------------- report
 
-METHODS = ("flow", "crossfade", "minterpolate")
+METHODS = ("flow", "rife", "crossfade", "minterpolate")
 Scores = dict[str, list[tuple[float, float]]]  # method -> (PSNR, SSIM) per triplet
 
 
@@ -303,7 +309,7 @@ def gather(ffmpeg: str, videos: Path, quick: bool) -> Material:
         make_clip(ffmpeg, clip, clip_frames)
         rendered = time.perf_counter() - started
         frames = {i: f for i, f in enumerate(decode_frames(clip, SIZE, ffmpeg=ffmpeg)) if i in keep}
-    name = "synthetic 1080p clip"
+    name = SYNTHETIC
     notes = [f"{name}: {clip_frames} frames 1920x1080 @ {FPS} fps (rendered in {rendered:.1f}s); triplets at {centres}"]
     triplets = [Triplet(name, frames[i - 1], frames[i], frames[i + 1]) for i in centres]
     if not videos.is_dir():
@@ -349,8 +355,9 @@ def quality_rows(name: str, scores: Scores) -> Iterator[str]:
         p, q = means[method]
         label = f"{name} ({len(scores[method])})" if position == 0 else ""
         yield f"{label:<36}{method:<14}{p:>8.2f}{p - base_psnr:>+8.2f}{p / base_psnr:>8.3f}{q:>9.4f}{q / base_ssim:>8.3f}"
-    gains = " ".join(f"{f - m:+.1f}" for (f, _), (m, _) in zip(scores["flow"], scores["minterpolate"]))
-    yield f"{'':<36}flow - minterpolate PSNR per triplet: {gains}"
+    for better, than in (("flow", "minterpolate"), ("rife", "flow")):
+        gains = " ".join(f"{b - t:+.1f}" for (b, _), (t, _) in zip(scores[better], scores[than]))
+        yield f"{'':<36}{better} - {than} PSNR per triplet: {gains}"
 
 
 def report(material: Material, scores: dict[str, Scores], seconds: dict[str, float], help_times: list[float]) -> None:
@@ -378,8 +385,14 @@ def report(material: Material, scores: dict[str, Scores], seconds: dict[str, flo
     mi_psnr = statistics.fmean(p for p, _ in everything["minterpolate"])
     speedup = seconds["minterpolate"] / seconds["flow"]
     verdict = lambda met: "MET" if met else "MISSED"  # noqa: E731
+    real = {source: by_method for source, by_method in scores.items() if source != SYNTHETIC}
+    rife_over_flow = {source: statistics.fmean(p for p, _ in m["rife"]) - statistics.fmean(p for p, _ in m["flow"])
+                      for source, m in real.items()}
+    gains = ", ".join(f"{source} {gain:+.2f} dB" for source, gain in rife_over_flow.items()) or "no real footage"
     print("\nTargets:")
     print(f"  flow PSNR > minterpolate PSNR (all triplets): {verdict(flow_psnr > mi_psnr)} ({flow_psnr:.2f} vs {mi_psnr:.2f} dB)")
+    print(f"  rife PSNR > flow PSNR on every real group:    {verdict(bool(real) and min(rife_over_flow.values()) > 0)} ({gains})")
+    print(f"  rife CPU speed at 1080p (reported):           {1 / seconds['rife']:.3f} frames/s ({seconds['rife']:.2f} s/frame)")
     print(f"  flow >= 3x minterpolate's speed at 1080p:     {verdict(speedup >= 3)} ({speedup:.2f}x)")
     print(f"  sfi --help under 0.5 s:                       {verdict(median_help < 0.5)} ({median_help:.3f}s)")
 
@@ -393,9 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     help_times = help_seconds()
     material = gather(ffmpeg, args.videos, args.quick)
     flow = flow_middle(FlowEngine())
+    rife = rife_middle(RifeEngine(device="cpu"))
     crossfade = lambda a, b: dissolve(a, b, 0.5)  # noqa: E731
-    scores = score(material.triplets, {"flow": flow, "crossfade": crossfade, "minterpolate": minterpolate_middle(ffmpeg)})
-    timers = {"flow": per_call(flow), "crossfade": per_call(crossfade),
+    scores = score(material.triplets, {"flow": flow, "rife": rife, "crossfade": crossfade,
+                                       "minterpolate": minterpolate_middle(ffmpeg)})
+    timers = {"flow": per_call(flow), "rife": per_call(rife), "crossfade": per_call(crossfade),
               "minterpolate": per_gap_of_run(lambda frames: run_minterpolate(ffmpeg, frames))}
     seconds = speeds(timers, material.speed_frames, rounds=2 if args.quick else 3)
     report(material, scores, seconds, help_times)

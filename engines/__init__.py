@@ -22,10 +22,11 @@ REGISTRY: dict[str, str] = {
     "flow": "engines.flow:FlowEngine",
     "crossfade": "engines.crossfade:CrossfadeEngine",
     "semfi": "engines.semfi:SemFiEngine",
+    "rife": "engines.rife:RifeEngine",
 }
 
-# ``auto`` tries these in order and takes the first that can run here.
-AUTO_ORDER = ("semfi", "flow", "crossfade")
+# ``auto`` tries these in order and takes the first that can run here (and suits it: SemFi and RIFE on a GPU only).
+AUTO_ORDER = ("semfi", "rife", "flow", "crossfade")
 
 
 def engine_class(name: str) -> type[Engine]:

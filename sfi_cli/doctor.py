@@ -1,7 +1,7 @@
-"""``sfi doctor``: is everything SemFi needs here, and if not, the one thing to do about it.
+"""``sfi doctor``: is everything SemFi (or rife) needs here, and if not, the one thing to do about it.
 
-The engine's checks come from ``SemFiEngine.diagnose`` (thorough): the same checks, in the same
-order, whose first failure is the reason ``--engine semfi`` and ``auto`` give. Doctor adds what
+The engine's checks come from its ``diagnose`` (thorough): the same checks, in the same order,
+whose first failure is the reason ``--engine semfi`` (``rife``) and ``auto`` give. Doctor adds what
 every run needs besides the engine (ffmpeg) and prints them. Each check is ok, warn (works, but
 note this) or FAIL (SemFi will not run) with a fix.
 """
@@ -33,21 +33,25 @@ def check_ffmpeg(configured: str) -> list[Check]:
     return [Check("ok", "ffmpeg", f"{exe} ({version})")]
 
 
-def run_checks(settings: dict[str, Any], ffmpeg: str) -> list[Check]:
-    """Every check for the ``[engines.semfi]`` ``settings`` and the configured ffmpeg."""
+DISPLAY_NAMES = {"semfi": "SemFi", "rife": "RIFE"}
+
+
+def run_checks(settings: dict[str, Any], ffmpeg: str, engine: str = "semfi") -> list[Check]:
+    """Every check for ``engine``'s ``[engines.<engine>]`` ``settings`` and the configured ffmpeg."""
     from engines import engine_class
 
-    return engine_class("semfi").diagnose(settings, thorough=True) + check_ffmpeg(ffmpeg)
+    return engine_class(engine).diagnose(settings, thorough=True) + check_ffmpeg(ffmpeg)
 
 
-def report(checks: list[Check]) -> str:
+def report(checks: list[Check], engine: str = "semfi") -> str:
     lines = []
     for check in checks:
         lines.append(f"{check.status.upper() if check.failed else check.status:5s} {check.item}: {check.detail}")
         if check.fix:
             lines.append(f"      -> {check.fix}")
     failed = sum(c.failed for c in checks)
-    lines.append("SemFi is ready." if not failed else f"{failed} problem(s): SemFi cannot run until they are fixed.")
+    name = DISPLAY_NAMES[engine]
+    lines.append(f"{name} is ready." if not failed else f"{failed} problem(s): {name} cannot run until they are fixed.")
     return "\n".join(lines)
 
 

@@ -304,3 +304,22 @@ def video_facts(path: Path) -> dict:
         return {"size": (context.width, context.height), "sar": stream.sample_aspect_ratio,
                 "colorspace": context.colorspace, "primaries": context.color_primaries, "trc": context.color_trc,
                 "range": context.color_range, "pix_fmt": context.format.name}
+
+
+def make_pan_clip(path: Path, ffmpeg: str, *, frames: int = 13, size: tuple[int, int] = (128, 80)) -> Path:
+    """A camera panning over ffmpeg's test pattern (lavfi testsrc), 3 px right and 2 px down a frame:
+    motion an interpolator can follow, with every real frame between to compare with."""
+    width, height = size
+    pan = f"testsrc=s={width * 3}x{height * 3}:r=25,crop={width}:{height}:'20+n*3':'20+n*2'"
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", pan,
+                    "-frames:v", str(frames), "-c:v", "libx264", "-crf", "6", "-preset", "veryfast",
+                    "-pix_fmt", "yuv444p", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pan_clip(tmp_path_factory) -> Path:
+    """13 frames of a panning test pattern, 128x80 (``make_pan_clip``)."""
+    from sfi_cli.media.ffmpeg import find_ffmpeg
+
+    return make_pan_clip(tmp_path_factory.mktemp("clips") / "pan.mp4", find_ffmpeg())

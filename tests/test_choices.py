@@ -57,6 +57,7 @@ def test_a_range_and_a_minimum_score(tmp_path, three_cuts, sfi):
     ("2,x", "sfi: error: --cuts 2,x: 'x' is not a cut number or range"),
     ("3-1", "sfi: error: --cuts 3-1: '3-1' is not a cut number or range"),
     ("0", "sfi: error: --cuts 0: '0' is not a cut number or range"),
+    ("1-", "sfi: error: --cuts 1-: '1-' is not a cut number or range"),
     ("2,4", "sfi: error: --cuts names cut 4, but 3 cuts were found; see them numbered with: sfi detect VIDEO"),
 ])
 def test_a_wrong_cut_choice_is_one_line_and_writes_nothing(tmp_path, three_cuts, sfi, cuts, message):
@@ -178,3 +179,31 @@ def test_a_cut_to_or_from_black_is_a_fade_left_out_unless_asked(tmp_path, sfi, f
     assert [c["frame"] for c in everything["cuts"]] == sorted(left_out + [70]) and everything["fades_left_out"] == []
     filled = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "crossfade", "--frames", "2", "--json", "-q")
     assert [gap["output_start"] for gap in json.loads(filled.stdout)["gaps"]] == [70]
+
+
+def test_preview_is_the_transitions_with_handles_at_half_size_without_sound(tmp_path, sfi, ffmpeg_exe):
+    from sfi_cli.media.probe import probe
+
+    clip = make_clip(tmp_path / "clip.mp4", ffmpeg_exe, frames=60, cuts=(20, 40))  # with sound
+    work = tmp_path / "work"
+    result = sfi("fill", clip, "-o", tmp_path / "preview.mp4", "--engine", "crossfade", "--frames", "4", "--preview",
+                 "--handles", "5", "--work-dir", work, "--json", "-q")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    # 5 frames of shot 1, gap, 5 + 5 of shot 2 (20 frames long), gap, 5 of shot 3
+    assert summary["frames"] == 28 and [gap["output_start"] for gap in summary["gaps"]] == [5, 19]
+    info = probe(tmp_path / "preview.mp4")
+    assert (info.width, info.height, info.frame_count, info.audio) == (96, 64, 28, ())
+    assert b"subme=0" in (tmp_path / "preview.mp4").read_bytes()  # x264's ultrafast
+    full = json.loads(sfi("fill", clip, "-o", tmp_path / "full.mp4", "--engine", "crossfade", "--frames", "4",
+                          "--work-dir", work, "--json", "-q").stdout)
+    assert full["gaps_cached"] == 0  # half-size transitions never stand in for full-size ones
+
+
+def test_preview_of_a_timeline_without_transitions_is_one_line(tmp_path, three_cuts, sfi):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[output]\npath = "r.mp4"\n\n[[shot]]\nvideo = "{three_cuts[0]}"\n')
+    result = sfi("render", recipe, "--preview")
+    assert result.code == 1 and result.stderr == ("sfi: error: nothing to preview: the timeline has no transitions "
+                                                  "(drop --preview to render it)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml"]

@@ -62,7 +62,7 @@ def test_cli_prints_an_engine_error_as_one_line_and_writes_nothing(sfi, image_pa
 
 
 def test_unknown_engine_names_the_choices():
-    with pytest.raises(UnknownEngine, match=r"unknown engine .optical. \(choose one of: crossfade, flow, semfi, auto\)"):
+    with pytest.raises(UnknownEngine, match=r"unknown engine .optical. \(choose one of: crossfade, flow, rife, semfi, auto\)"):
         resolve_name("optical")
 
 
@@ -76,10 +76,12 @@ def test_describe_and_notes_come_from_the_engine():
 
 
 def test_auto_passes_over_what_cannot_run_and_says_why():
-    name, passed_over = auto_choice({"semfi": {"model_dir": "/nowhere", "device": "cuda"}})
-    assert name == "flow" == resolve_name("auto", {"semfi": {"model_dir": "/nowhere"}})
-    assert list(passed_over) == ["semfi"] and "'/nowhere' does not exist" in passed_over["semfi"]
-    assert AUTO_ORDER.index("semfi") < AUTO_ORDER.index("flow")
+    rife_on_cpu = {"device": "cpu"}  # rife on a GPU comes before flow (tests/test_rife_engine.py)
+    name, passed_over = auto_choice({"semfi": {"model_dir": "/nowhere", "device": "cuda"}, "rife": rife_on_cpu})
+    assert name == "flow" == resolve_name("auto", {"semfi": {"model_dir": "/nowhere"}, "rife": rife_on_cpu})
+    assert list(passed_over) == ["semfi", "rife"] and "'/nowhere' does not exist" in passed_over["semfi"]
+    assert passed_over["rife"] == "auto does not pick rife with these settings"
+    assert AUTO_ORDER.index("semfi") < AUTO_ORDER.index("rife") < AUTO_ORDER.index("flow")
     _, on_cpu = auto_choice({"semfi": {"model_dir": "/nowhere", "device": "cpu"}})
     assert "auto does not pick semfi" in on_cpu["semfi"]  # suits_auto is asked before anything is checked
 

@@ -213,7 +213,7 @@ def test_doctor_availability_and_auto_give_one_answer(sfi, wan, images, tmp_path
     assert first_failure.item == item
     reason = SemFiEngine.unavailable_reason(settings)
     assert reason.startswith(first_failure.sentence())
-    assert auto_choice({"semfi": settings}) == ("flow", {"semfi": reason})
+    assert auto_choice({"semfi": settings, "rife": {"device": "cpu"}})[1]["semfi"] == reason
     with pytest.raises(EngineUnavailable) as refused:
         load_engine("semfi", {"semfi": settings})
     assert reason in str(refused.value)

@@ -1,4 +1,4 @@
-"""``sfi doctor``: what SemFi needs, checked (the checks live in ``sfi_cli.doctor``)."""
+"""``sfi doctor``: what SemFi (or rife) needs, checked (the checks live in ``sfi_cli.doctor``)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,17 @@ from sfi_cli.config.options import keyed_option
 @keyed_option("engines.semfi.model_dir")
 @keyed_option("engines.semfi.lora")
 @keyed_option("engines.semfi.device")
+@click.option("--engine", "engine", type=click.Choice(["semfi", "rife"]), default="semfi", show_default=True,
+              help="The engine whose needs are checked.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
 @click.pass_obj
-def doctor(obj: Context, as_json: bool) -> None:
-    """Check what SemFi needs (packages, GPU, model files, LoRA keys, ffmpeg); exit 1 if it cannot run."""
+def doctor(obj: Context, engine: str, as_json: bool) -> None:
+    """Check what SemFi needs (packages, GPU, model files, LoRA keys, ffmpeg), or with --engine rife what
+    rife needs (torch, its weights, read and checked, the device); exit 1 if it cannot run."""
     from sfi_cli.doctor import as_dicts, report, run_checks
 
     config = obj.config
-    checks = run_checks(config.engine_settings().get("semfi", {}), config["ffmpeg"])
-    click.echo(json.dumps(as_dicts(checks), indent=2) if as_json else report(checks))
+    checks = run_checks(config.engine_settings().get(engine, {}), config["ffmpeg"], engine)
+    click.echo(json.dumps(as_dicts(checks), indent=2) if as_json else report(checks, engine))
     if any(check.status == "fail" for check in checks):
         sys.exit(1)

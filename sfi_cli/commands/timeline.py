@@ -57,6 +57,8 @@ render_options = option_group(
     output_options,
     keyed_option("engine", note="for render it replaces every engine the recipe names"),
     click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
+    click.option("--preview", is_flag=True, help="A proxy for checking the transitions: half size, a fast encode, only "
+                                                 "each transition with --handles frames either side, no sound."),
     click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Also save a contact sheet PNG of all generated frames."),
     keyed_option("work_dir", type=click.Path(file_okay=False)),
@@ -247,10 +249,12 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
                    "file or reel name); default: the media paths in the cut list.")
 @render_options
 @click.pass_obj
-def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path, ...], dry_run, sheet, only, timeline,
-           transitions_only, force, as_json, quiet) -> None:
+def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path, ...], dry_run, preview, sheet, only,
+           timeline, transitions_only, force, as_json, quiet) -> None:
     """Render RECIPE: a TOML timeline of shots and transitions, or an NLE cut list (.edl, .xml, .otio) whose
     dissolves become generated transitions of the same length."""
+    from functools import partial
+
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.layout import make_plan
     from sfi_cli.timeline.nle_files import is_timeline, load_cut_list
@@ -271,10 +275,16 @@ def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path,
     else:
         loaded = load_recipe(recipe, output)
     loaded = with_output_settings(loaded, **output_flags(config))
-    plan = make_plan(with_engine(loaded, config["engine"]) if "engine" in config.flags else loaded,
-                     engine=config["engine"], engine_settings=options.engine_settings,
-                     default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"],
-                     probed=probed)
+    make = partial(make_plan, engine=config["engine"], engine_settings=options.engine_settings,
+                   default_fps=parse_rate(config["output.fps"]), crf=config["output.crf"], preset=config["output.preset"],
+                   probed=probed)
+    loaded = with_engine(loaded, config["engine"]) if "engine" in config.flags else loaded
+    if preview:
+        from sfi_cli.timeline.preview import preview_plan
+
+        plan = preview_plan(loaded, make, config["timeline.handles"])
+    else:
+        plan = make(loaded)
     emit_timeline(render_plan(plan, options), as_json, quiet)
 
 
@@ -295,8 +305,8 @@ def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path,
 @render_options
 @click.pass_obj
 def fill(obj: Context, video: Path, output: Path | None, frames: int | None, prompt: str, negative_prompt: str,
-         seed: int, chosen_cuts: str, min_score: float, copy_if_no_cuts: bool, dry_run, sheet, only, timeline,
-         transitions_only, force, as_json, quiet) -> None:
+         seed: int, chosen_cuts: str, min_score: float, copy_if_no_cuts: bool, dry_run, preview, sheet, only,
+         timeline, transitions_only, force, as_json, quiet) -> None:
     """Find the cuts in VIDEO and put a generated transition at each one."""
     from sfi_cli.media.ffmpeg import parse_rate
     from sfi_cli.timeline.fill import FillRequest, fill as run_fill
@@ -312,7 +322,7 @@ def fill(obj: Context, video: Path, output: Path | None, frames: int | None, pro
                           mode=config["fill.mode"], audio=config["fill.audio"], prompt=prompt,
                           negative_prompt=negative_prompt, seed=seed, engine=config["engine"],
                           copy_if_no_cuts=copy_if_no_cuts, codec=output_codec_setting(config), cuts=chosen_cuts,
-                          min_score=min_score)
+                          min_score=min_score, preview_handles=config["timeline.handles"] if preview else None)
     summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
                        crf=config["output.crf"], preset=config["output.preset"])
     emit_timeline(summary, as_json, quiet)

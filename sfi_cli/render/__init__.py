@@ -149,15 +149,18 @@ def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     started = time.monotonic()
     work_dir = work_dir_for(plan.output, options.work_dir)
     written = 0
+    phases: dict[str, float] = {}  # seconds each pass took (side by side in one run, so they overlap)
     if set(options.passes) == set(PASSES):
-        made, written = _both_passes(plan, options, GapCache(work_dir, options.ffmpeg))
+        made, written = _both_passes(plan, options, GapCache(work_dir, options.ffmpeg), phases)
     elif "transitions" in options.passes:
         made = make_transitions(plan, options, executor_for(options, plan))
+        phases["transitions"] = round(time.monotonic() - started, 3)
     else:
         cache = GapCache(work_dir, options.ffmpeg)
         keys = gap_keys(plan)
         written = splice(plan, cache, keys, options)
         made = [stored_record(cache, key) for key in keys]
+        phases["splice"] = round(time.monotonic() - started, 3)
     records = [_gap_record(gap, made[gap.index]) for gap in plan.gaps]
     summary = {
         **_plan_summary(plan),
@@ -168,6 +171,7 @@ def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         "sheet": None,
         "manifest": None,
         "passes": list(options.passes),
+        "pass_seconds": phases,
         **options.manifest_extra,
     }
     if "splice" not in options.passes:
@@ -191,7 +195,8 @@ class _SpliceStopped(Exception):
     """Pass 1 failed or was stopped: the splice running beside it stops too (and deletes its partial output)."""
 
 
-def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache) -> tuple[list[dict[str, Any]], int]:
+def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache,
+                 phases: dict[str, float]) -> tuple[list[dict[str, Any]], int]:
     """Pass 1 here, pass 2 in a thread beside it, started at once: the splice relays footage while the
     transitions are made and waits only at a gap not in the work folder yet. Pass 1 uses what the encoder
     leaves idle, and a slow engine's first gap is spliced while the next is made. Either pass failing
@@ -219,9 +224,12 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache) -> tuple[l
                 raise _SpliceStopped()
             task(done, total)
 
+        started = time.monotonic()
+
         def run_splice() -> None:
             try:
                 outcome["written"] = splice(plan, cache, keys, options, gap_ready=gap_ready, progress=progress)
+                phases["splice"] = round(time.monotonic() - started, 3)
             except BaseException as error:  # handed to the main thread, which raises it
                 outcome["error"] = error
 
@@ -233,6 +241,7 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache) -> tuple[l
         splicer.start()
         try:
             made = make_transitions(plan, options, executor_for(options, plan), between_jobs=splice_failed)
+            phases["transitions"] = round(time.monotonic() - started, 3)
             pass_one_over.set()
             splicer.join()
         except BaseException:

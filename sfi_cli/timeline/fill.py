@@ -7,9 +7,12 @@ editor to adjust.
 
 from __future__ import annotations
 
+import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +81,9 @@ def parse_cut_selection(text: str) -> list[tuple[int, int]]:
     """``--cuts 1,3-5`` as inclusive number ranges (empty: every cut); refused in one line before any work."""
     ranges = []
     for part in filter(None, (piece.strip() for piece in text.split(","))):
-        first, _, last = part.partition("-")
+        first, dash, last = part.partition("-")
         try:
-            low, high = int(first), int(last or first)
+            low, high = int(first), int(last if dash else first)
         except ValueError:
             low = high = 0
         if not 1 <= low <= high:
@@ -133,6 +136,7 @@ class FillRequest:
     codec: str | None = None  # None: the container's usual one
     cuts: str = ""  # which cuts to fill, "1,3-5" as sfi detect numbers them; empty: all
     min_score: float = 0.0  # fill only cuts scoring at least this
+    preview_handles: int | None = None  # a proxy of the transitions with this many frames either side
 
 
 def fill(request: FillRequest, detect_options: DetectOptions, options: RenderOptions, *, default_fps: Fraction,
@@ -152,12 +156,16 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     info = probe(video)
     frames = transition_frames(info, request.seconds, request.frames)
     wanted = parse_cut_selection(request.cuts)
+    if not math.isfinite(request.min_score):
+        raise SfiError(f"--min-score must be a finite number (got {request.min_score})")
     # Everything about the output is checked before the (long) detection pass.
     output_codec(output, request.codec)
     check_outputs(output, [video], options)
     for path in (video.resolve(), output.resolve()):
         check_recipe_path(path)
+    detection_started = time.monotonic()
     info, detection = detect_video(info, detect_options, ffmpeg=options.ffmpeg, reporter=options.reporter)
+    detection_seconds = round(time.monotonic() - detection_started, 3)
     numbers = select_cuts(detection.cuts, wanted, request.min_score)
     cuts = [{"number": n, "frame": c.frame, "timecode": c.timecode, "seconds": round(c.seconds, 6), "score": c.score,
              "filled": n in numbers} for n, c in enumerate(detection.cuts, start=1)]
@@ -178,8 +186,15 @@ def _fill(video: Path, output: Path, request: FillRequest, detect_options: Detec
     text = recipe_text(recipe, header=recipe_header(info, detection, "sfi fill"), notes=cut_notes(filled, numbers))
     write_text(recipe_file, text)
     recipe = located(recipe, text)
-    plan = make_plan(recipe, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
-                     crf=crf, preset=preset, output=output, probed={video.resolve(): info})
+    make = partial(make_plan, engine=request.engine, engine_settings=options.engine_settings, default_fps=default_fps,
+                   crf=crf, preset=preset, output=output, probed={video.resolve(): info})
+    if request.preview_handles is None:
+        plan = make(recipe)
+    else:
+        from sfi_cli.timeline.preview import preview_plan
+
+        plan = preview_plan(recipe, make, request.preview_handles)
     options.manifest_extra = {**options.manifest_extra, "input": str(video), "mode": request.mode,
-                              "transition_frames": frames, "detector": detection.detector, "cuts": cuts}
+                              "transition_frames": frames, "detector": detection.detector, "cuts": cuts,
+                              "detection_seconds": detection_seconds}
     return render_plan(plan, options)
