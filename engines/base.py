@@ -84,6 +84,25 @@ class Engine:
         return {}
 
     @classmethod
+    def device(cls, settings: dict[str, Any]) -> str:
+        """Where this engine computes with ``settings`` ("cpu", "cuda", "cuda:1"): a farm gives each worker of
+        an engine on "cuda" a GPU of its own."""
+        return "cpu"
+
+    @classmethod
+    def on_device(cls, settings: dict[str, Any], device: str) -> dict[str, Any]:
+        """``settings`` for a worker that was given ``device`` (``--devices``, a farm node's GPU); an engine
+        that computes on the CPU only keeps its own."""
+        return settings
+
+    @classmethod
+    def job_group(cls, settings: dict[str, Any], count: int, size: tuple[int, int]) -> tuple:
+        """What a worker keeps loaded from one gap to the next (SemFi: the expert merged into the DiT and the
+        working size), for a gap of ``count`` new frames at ``size`` (width, height): a worker is handed gaps
+        of one group in a row, so it reloads less. Engines with nothing to keep return ()."""
+        return ()
+
+    @classmethod
     def identity(cls, settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """What besides the inputs shapes this engine's frames, known without building it: its name, version
         and settings section, and the same of each engine it ``uses`` (a plan records this, so work-folder

@@ -111,6 +111,16 @@ class RifeEngine(Engine):
         self._runtime = None
 
     @classmethod
+    def device(cls, settings: dict[str, Any]) -> str:
+        """The configured device; ``auto`` as this machine resolves it (a farm's GPU workers need cuda here)."""
+        setting = str(with_defaults(settings)["device"])
+        return setting if setting != "auto" else resolve_device(setting)
+
+    @classmethod
+    def on_device(cls, settings: dict[str, Any], device: str) -> dict[str, Any]:
+        return {**settings, "device": device}
+
+    @classmethod
     def diagnose(cls, settings: dict[str, Any], *, thorough: bool = False) -> list[Check]:
         merged = with_defaults(settings)
         if importlib.util.find_spec("torch") is None:

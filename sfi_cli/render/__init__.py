@@ -2,7 +2,7 @@
 
 Pass 1 (``transitions.make_transitions``) makes every gap the work folder does not hold
 yet, each an independent job run through an executor (``executors``: serial in this
-process, or ``workers`` local processes; a farm adds one). Pass 2 (``splice.splice``) is
+process, ``workers`` local processes, or Ray actors across a farm: ``farm``). Pass 2 (``splice.splice``) is
 I/O only: footage decoded range by range straight into the output's pixel format and
 relayed to one ffmpeg that also lays in the sound, subtitles and metadata, the gaps
 decoded from the work folder; no engine is built there. Each pass can run alone
@@ -47,6 +47,10 @@ class RenderOptions:
     force: bool = False
     dry_run: bool = False
     workers: int = 1  # 1: transitions made one after another in this process
+    devices: tuple[str, ...] = ()  # one local worker per device ("cuda:0", "cuda:1"), given to its engines
+    executor: str = "local"  # or "ray": pass 1 on a Ray cluster (``farm``)
+    farm: dict[str, Any] = field(default_factory=dict)  # the [farm] settings: address, storage
+    attempts: int = 3  # tries of one transition before the run gives up on it
     passes: tuple[str, ...] = PASSES  # ("transitions",) or ("splice",) to run one pass alone
     manifest_extra: dict[str, Any] = field(default_factory=dict)
     # More results made from the render (an NLE timeline, transition clips): each is ``check(plan, options)``ed
@@ -105,11 +109,21 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
         return _render(plan, options)
 
 
-def executor_for(workers: int):
-    """The executor pass 1 runs on: serial in this process for 1 worker, else that many local processes."""
+def executor_for(options: RenderOptions, plan: Plan | None = None):
+    """The executor pass 1 runs on: Ray actors (``farm``) for the ray executor; else serial in this process for
+    one worker on at most one device, or that many local processes (one per device when devices are given)."""
     from sfi_cli.render.executors import LocalExecutor, ProcessExecutor
 
-    return LocalExecutor() if workers <= 1 else ProcessExecutor(workers)
+    if options.executor == "ray":
+        from sfi_cli.render.farm import RayExecutor, gpu_engines
+
+        if plan is None:
+            return RayExecutor(options)
+        return RayExecutor(options, work_dir=work_dir_for(plan.output, options.work_dir),
+                           gpu_engines=gpu_engines(plan, options.engine_settings))
+    if options.workers <= 1 and len(options.devices) <= 1:
+        return LocalExecutor(options.devices[0] if options.devices else None)
+    return ProcessExecutor(options.workers, devices=options.devices, attempts=options.attempts, reporter=options.reporter)
 
 
 def _frames_go_back_to_the_os() -> None:
@@ -139,7 +153,7 @@ def _render(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     if set(options.passes) == set(PASSES):
         made, written = _both_passes(plan, options, GapCache(work_dir, options.ffmpeg), phases)
     elif "transitions" in options.passes:
-        made = make_transitions(plan, options, executor_for(options.workers))
+        made = make_transitions(plan, options, executor_for(options, plan))
         phases["transitions"] = round(time.monotonic() - started, 3)
     else:
         cache = GapCache(work_dir, options.ffmpeg)
@@ -226,7 +240,7 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache,
         splicer = threading.Thread(target=run_splice, name="sfi-splice", daemon=True)
         splicer.start()
         try:
-            made = make_transitions(plan, options, executor_for(options.workers), between_jobs=splice_failed)
+            made = make_transitions(plan, options, executor_for(options, plan), between_jobs=splice_failed)
             phases["transitions"] = round(time.monotonic() - started, 3)
             pass_one_over.set()
             splicer.join()

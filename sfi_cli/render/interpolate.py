@@ -115,7 +115,7 @@ def _run(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporter: R
     try:
         options = RenderOptions(ffmpeg=ffmpeg, engine_settings=job.engine_settings, reporter=reporter, work_dir=work_dir,
                                 sheet=job.sheet)
-        key = make_transitions(plan, options, executor_for(1))[0]["key"]
+        key = make_transitions(plan, options, executor_for(options))[0]["key"]
         cache = GapCache(work_dir, ffmpeg)
         if job.target.is_video:
             from sfi_cli.render.splice import splice

@@ -7,7 +7,10 @@ frames of all jobs in timeline order through the plan's own readers (one forward
 decoder per source, seeking only across long stretches), converting them to RGB exactly
 as the splice converts its frames, and hands the jobs to an executor as workers free up.
 ``make_transition`` runs anywhere: it builds the engine once per process, makes the
-frames and stores them in the work folder, published only when complete.
+frames and stores them in the work folder, published only when complete (or, on a farm whose
+nodes do not share the work folder, returns its files for the driver to store). A worker may be
+``placed`` on a device (``--devices``, a farm node's GPU): its engines' settings get it. Gaps of one
+``Engine.job_group`` are made one after another, so a worker keeps its SemFi expert loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -43,6 +47,39 @@ class TransitionJob:
     ffmpeg: str
     first: np.ndarray
     last: np.ndarray
+    group: tuple = ()  # the engine's ``job_group``: what a worker keeps loaded between jobs
+
+
+_placement: dict[str, str | None] = {"device": None}  # per process: the device a worker was given, if any
+
+
+def place(device: str | None) -> None:
+    """In a worker: the device its engines compute on (None: as their settings say)."""
+    _placement["device"] = device
+
+
+@contextmanager
+def placed(device: str | None):
+    """``place`` for a while, in a process that goes on to do other things (the serial executor)."""
+    before = _placement["device"]
+    place(device)
+    try:
+        yield
+    finally:
+        place(before)
+
+
+def placed_settings(settings: dict[str, dict[str, Any]], name: str, device: str | None) -> dict[str, dict[str, Any]]:
+    """Every engine's settings, engine ``name`` and those it uses moved to ``device`` (unchanged for None)."""
+    from engines import engine_class
+
+    if device is None:
+        return settings
+    cls = engine_class(name)
+    moved = {**settings, name: cls.on_device(settings.get(name, {}), device)}
+    for used in cls.uses:
+        moved = placed_settings(moved, used, device)
+    return moved
 
 
 _engines: dict[tuple[str, str], Any] = {}  # per process: engines are built once and reused across jobs
@@ -73,18 +110,55 @@ def counted(frames, expected: int, engine_name: str) -> Iterator[np.ndarray]:
 
 def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
     """Make one gap's frames and store them in the work folder; returns its manifest record."""
+    from engines import engine_class
+
     started = time.monotonic()
-    engine = _engine(job.engine, job.settings)
+    settings = placed_settings(job.settings, job.engine, _placement["device"])
+    engine = _engine(job.engine, settings)
     params = job.params
     notes = dict(engine.notes(params["count"]))  # and what the engine finds out while making the frames
     frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
                              negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress,
                              notes=notes)
     cache = GapCache(job.work_dir, job.ffmpeg, tidy=False)
-    cache.store(job.key, counted(frames, params["count"], engine.name), {"engine": engine.cache_key(), **job.meta},
-                notes=notes)
+    try:
+        cache.store(job.key, counted(frames, params["count"], engine.name), {"engine": engine.cache_key(), **job.meta},
+                    notes=notes)
+    except SfiError:
+        if not cache.has(job.key):
+            raise  # else another worker published the same job as this one was renaming its copy: that one is whole
     return {"key": job.key, "cached": False, "seconds": round(time.monotonic() - started, 3),
-            "host": socket.gethostname(), "pid": os.getpid(), **notes}
+            "host": socket.gethostname(), "device": engine_class(job.engine).device(settings.get(job.engine, {})),
+            "pid": os.getpid(), **notes}
+
+
+def make_transition_sent_back(job: TransitionJob, progress=None) -> dict[str, Any]:
+    """``make_transition`` on a node that does not share the work folder: the gap is made in a private
+    folder there and its files come back in the record (``files``) for the driver to ``adopt``."""
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sfi-gap-") as private:
+        record = make_transition(dataclasses.replace(job, work_dir=Path(private)), progress)
+        folder = GapCache(Path(private), job.ffmpeg, tidy=False).folder(job.key)
+        files = {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
+                 if path.is_file()}
+    return {**record, "files": files}
+
+
+def adopt(cache: GapCache, key: str, files: dict[str, bytes]) -> None:
+    """Store a gap's files as a worker sent them back, published whole like a gap made here."""
+    import shutil
+
+    from sfi_cli.media.publish import Publication, writing
+
+    with Publication() as results:
+        staging = results.stage(cache.folder(key), folder=True)
+        for name, data in files.items():
+            with writing(staging / name):
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_bytes(data)
+        shutil.rmtree(cache.folder(key), ignore_errors=True)  # a damaged or concurrent copy of this gap: replaced
 
 
 def gap_keys(plan: Plan) -> list[str]:
@@ -118,9 +192,22 @@ def _jobs(plan: Plan, missing: list[Gap], keys: list[str], options: RenderOption
                 name=f"gap {gap.index + 1}/{len(plan.gaps)} ({gap.label}, {gap.count} frames, {gap.engine})",
                 key=keys[gap.index], engine=gap.engine, settings=options.engine_settings, params=gap_params(gap),
                 meta={"label": gap.label, **gap_params(gap)}, work_dir=work_dir, ffmpeg=options.ffmpeg,
-                first=rgb[0], last=rgb[1])
+                first=rgb[0], last=rgb[1], group=job_group(plan, gap, options.engine_settings))
     finally:
         readers.close()
+
+
+def job_group(plan: Plan, gap: Gap, engine_settings: dict[str, dict[str, Any]]) -> tuple:
+    """The gap's engine and what a worker keeps loaded for it (``Engine.job_group``)."""
+    from engines import engine_class
+
+    return (gap.engine, *engine_class(gap.engine).job_group(engine_settings.get(gap.engine, {}), gap.count, plan.size))
+
+
+def grouped(gaps: list[Gap], groups: list[tuple]) -> list[Gap]:
+    """``gaps`` with those of one group together, groups in the order they first appear, each in timeline order."""
+    first_seen = {group: rank for rank, group in reversed(list(enumerate(groups)))}
+    return [gap for _, gap in sorted(zip(groups, gaps), key=lambda pair: (first_seen[pair[0]], pair[1].index))]
 
 
 def check_engines(names: set[str], engine_settings: dict[str, dict[str, Any]]) -> None:
@@ -139,14 +226,14 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
 
     from sfi_cli.render import work_dir_for
 
-    work_dir = work_dir_for(plan.output, options.work_dir)
+    work_dir = work_dir_for(plan.output, options.work_dir).absolute()  # a farm's workers run in other folders
     cache = GapCache(work_dir, options.ffmpeg)
     keys = gap_keys(plan)
     wanted: dict[str, Gap] = {}  # two gaps alike (same key) are made once
     for gap in plan.gaps:
         if not cache.has(keys[gap.index]):
             wanted.setdefault(keys[gap.index], gap)
-    missing = list(wanted.values())
+    missing = grouped(list(wanted.values()), [job_group(plan, gap, options.engine_settings) for gap in wanted.values()])
     made: dict[str, dict[str, Any]] = {}
     if plan.gaps:
         options.reporter.message(f"transitions: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
@@ -159,13 +246,20 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
             def frame_progress(finished: int, count: int) -> None:
                 progress(done + finished, total)
 
-            function = partial(make_transition, progress=frame_progress) if executor.in_process else make_transition
+            started = time.monotonic()
+            function = partial(make_transition, progress=frame_progress) if executor.in_process else \
+                make_transition_sent_back if getattr(executor, "sends_back", False) else make_transition
             try:
                 for job, record in executor.map(function, _jobs(plan, missing, keys, options, work_dir)):
+                    if "files" in record:
+                        adopt(cache, job.key, record.pop("files"))
                     made[job.key] = record
                     done += job.params["count"]
                     progress(done, total)
-                    options.reporter.message(f"{job.name}: made in {record['seconds']:.1f}s{fallback_note(record)}")
+                    elapsed = time.monotonic() - started
+                    options.reporter.message(
+                        f"{job.name}: made in {record['seconds']:.1f}s on {record['host']} ({record['device']}); "
+                        f"{len(made)}/{len(missing)} done, ETA {elapsed / done * (total - done):.0f}s{fallback_note(record)}")
                     del job, record  # its boundary frames go before the next job's are read
                     between_jobs()
             finally:
