@@ -142,21 +142,21 @@ def test_dry_run_json_is_a_structured_plan(tmp_path, three_cuts, sfi):
 
 
 def fade_clip(path, ffmpeg):
-    """A moving texture (frames 0-29), black (30-37), a second texture fading in from black (38-47) and
-    held to 69, then a hard cut to a third (70-89)."""
+    """A moving texture (frames 0-29), a hard cut to black (30-49), a second texture fading in from black
+    (from 5% at frame 50, 4% more each frame) and held to 79, then a hard cut to a third (80-99)."""
     import numpy as np
 
     from helpers import textured_image
 
     shots = [textured_image(160, 96, seed=seed) for seed in (1, 2, 3)]
     frames = []
-    for index in range(90):
+    for index in range(100):
         if index < 30:
             frame = np.roll(shots[0], index, axis=1)
-        elif index < 38:
+        elif index < 50:
             frame = np.zeros_like(shots[0])
-        elif index < 70:
-            frame = (shots[1] * min(1.0, (index - 37) / 10)).astype(np.uint8)
+        elif index < 80:
+            frame = (shots[1] * min(1.0, 0.05 + (index - 50) * 0.04)).astype(np.uint8)
         else:
             frame = shots[2]
         frames.append(frame)
@@ -166,19 +166,19 @@ def fade_clip(path, ffmpeg):
     return path
 
 
-def test_a_cut_to_or_from_black_is_a_fade_left_out_unless_asked(tmp_path, sfi, ffmpeg_exe):
+def test_a_fade_in_from_black_is_left_out_unless_asked_a_hard_cut_to_black_is_not(tmp_path, sfi, ffmpeg_exe):
     clip = fade_clip(tmp_path / "fade.mp4", ffmpeg_exe)
     found = sfi("detect", clip, "--json")
     assert found.code == 0, found.stderr
     listed = json.loads(found.stdout)
-    assert [c["frame"] for c in listed["cuts"]] == [70]
+    assert [c["frame"] for c in listed["cuts"]] == [30, 80]  # the hard cut to black and the hard cut
     left_out = [c["frame"] for c in listed["fades_left_out"]]
-    assert left_out and all(frame in (30, 38) for frame in left_out)
-    assert f"left out, at frame {', '.join(map(str, left_out))}; pass --fade-cuts to count them" in found.stderr
+    assert left_out == [50]  # black into a picture still brightening
+    assert f"1 fade in from or out to black left out (not cuts to fill), at frame 50; pass --fade-cuts" in found.stderr
     everything = json.loads(sfi("detect", clip, "--json", "--fade-cuts").stdout)
-    assert [c["frame"] for c in everything["cuts"]] == sorted(left_out + [70]) and everything["fades_left_out"] == []
+    assert [c["frame"] for c in everything["cuts"]] == [30, 50, 80] and everything["fades_left_out"] == []
     filled = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "crossfade", "--frames", "2", "--json", "-q")
-    assert [gap["output_start"] for gap in json.loads(filled.stdout)["gaps"]] == [70]
+    assert [gap["output_start"] for gap in json.loads(filled.stdout)["gaps"]] == [30, 82]
 
 
 def test_preview_is_the_transitions_with_handles_at_half_size_without_sound(tmp_path, sfi, ffmpeg_exe):
@@ -207,3 +207,19 @@ def test_preview_of_a_timeline_without_transitions_is_one_line(tmp_path, three_c
     assert result.code == 1 and result.stderr == ("sfi: error: nothing to preview: the timeline has no transitions "
                                                   "(drop --preview to render it)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml"]
+
+
+@pytest.mark.parametrize("levels, cut, fade", [
+    ([0.5] * 8 + [87.6] * 8, 8, False),  # a hard cut from black into a picture at full level
+    ([87.3] * 8 + [0.9] * 8, 8, False),  # a hard cut to black
+    ([1.0] * 8 + [3.2, 5.4, 7.9, 10.4, 13.0, 15.6, 18.2, 20.8], 8, True),  # black into a picture still brightening
+    ([60, 50, 40, 30, 20, 16, 13, 9.0] + [0.5] * 8, 8, True),  # a picture already darkening, into black
+    ([1.0] * 8 + [2.0] * 8, 8, True),  # black on both sides
+    ([80.0] * 8 + [20.0] * 8, 8, False),  # no black at all
+])
+def test_fade_edges_are_told_from_cuts_to_and_from_black(levels, cut, fade):
+    """Measured on ../shared's leaves-cuts-720p.mp4: its hard cuts from and to black (frames 30, 180) stay
+    cuts, its fade in from black (394: levels 1.0, 3.2, 5.4, 7.9 ...) is a fade's edge."""
+    from sfi_cli.timeline.cuts import fade_edge
+
+    assert fade_edge(levels, cut) is fade

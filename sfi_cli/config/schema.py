@@ -77,7 +77,7 @@ SCHEMA: dict[str, Key] = {
     "detect.min_scene_len": Key((int, float, str), "0.5s", flag="--min-scene-len",
             help="Shortest shot: a time (default 0.5s, the same at any frame rate) or frames (15)"),
     "detect.fade_cuts": Key((bool,), False, flag="--fade-cuts/--no-fade-cuts",
-            help="Count a cut to or from black (the edge of a fade) as a cut to fill (default: left out)"),
+            help="Count the edge of a fade in from or out to black as a cut to fill (default: left out; a hard cut to or from black always counts)"),
     "detect.downscale": Key((int,), 0, minimum=0, flag="--downscale",
             help="Analyse at 1/N size; 0 = automatic"),
     "fill.seconds": Key((int, float), 1.0, minimum=0, flag="--seconds",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from sfi_cli.config.schema import SCHEMA
 from sfi_cli.errors import SfiError
@@ -20,9 +20,13 @@ from sfi_cli.timeline.timecode import format_timecode
 # Analysis at ~256 px wide does not need the deblocking filter's last bit of exactness: skipping it
 # decodes faster. Frame numbering is unaffected (every frame is still decoded and counted).
 FAST_DECODING = ("-skip_loop_filter", "all", "-flags2", "fast")
-# Average 8-bit level below which a frame counts as black (PySceneDetect's fade threshold): a cut to or from
-# such a frame is the edge of a fade, not a change of shot to fill.
+# Average 8-bit level below which a frame counts as black (PySceneDetect's fade threshold). A cut from black
+# into a picture still brightening (or into black from one already darkening) is the edge of a fade, not a
+# change of shot to fill: the picture FADE_SPAN frames further on is more than twice as bright. A hard cut
+# to or from black (the picture at full level at once) stays a cut.
 BLACK_LEVEL = 12.0
+FADE_SPAN = 5
+FADE_SHARE = 0.5
 # Each detector's own default threshold (PySceneDetect's); the detector names are the schema's choices.
 DEFAULT_THRESHOLDS = {"adaptive": 3.0, "content": 27.0, "hash": 0.395, "threshold": 12.0}
 
@@ -72,12 +76,24 @@ def analysis_size(info: MediaInfo, downscale: int) -> tuple[int, int]:
     return max(2, round(width / factor)), max(2, round(height / factor))
 
 
+def fade_edge(brightness: Sequence[float], cut: int) -> bool:
+    """Whether the cut at frame ``cut`` is a fade in from black or out to black (see ``BLACK_LEVEL``)."""
+    before, after = brightness[cut - 1], brightness[cut]
+    if before < BLACK_LEVEL and after < BLACK_LEVEL:
+        return True  # black on both sides: noise in the dark, not a change of shot
+    if before < BLACK_LEVEL:
+        return after < FADE_SHARE * brightness[min(cut + FADE_SPAN, len(brightness) - 1)]
+    if after < BLACK_LEVEL:
+        return before < FADE_SHARE * brightness[max(cut - 1 - FADE_SPAN, 0)]
+    return False
+
+
 def detect_cuts(info: MediaInfo, *, detector: str = "adaptive", threshold: float | None = None,
                 min_scene_len: int = 15, downscale: int = 0, ffmpeg: str, fade_cuts: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> Detection:
-    """Run one detector over every frame of ``info`` and return the cuts in order. A cut to or from a black
-    frame (a fade's edge) is kept apart in ``fades`` unless ``fade_cuts`` (the threshold detector, which
-    looks for fades, keeps them all)."""
+    """Run one detector over every frame of ``info`` and return the cuts in order. A fade's edge (``fade_edge``)
+    is kept apart in ``fades`` unless ``fade_cuts`` (the threshold detector, which looks for fades, keeps
+    them all)."""
     from array import array
 
     from scenedetect import FrameTimecode, StatsManager
@@ -116,6 +132,6 @@ def detect_cuts(info: MediaInfo, *, detector: str = "adaptive", threshold: float
         score = stats.get_metrics(frame, [key])[0]
         cut = Cut(frame, float(Fraction(frame) / info.rate), format_timecode(frame, info.rate),
                   None if score is None else round(float(score), 3))
-        at_black = min(brightness[frame - 1], brightness[frame]) < BLACK_LEVEL
-        (fades if at_black and not fade_cuts and detector != "threshold" else cuts).append(cut)
+        fade = fade_edge(brightness, frame)
+        (fades if fade and not fade_cuts and detector != "threshold" else cuts).append(cut)
     return Detection(cuts, count, detector, threshold, fades)

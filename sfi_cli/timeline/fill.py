@@ -34,7 +34,7 @@ class DetectOptions:
     threshold: float | None  # None: the detector's own default
     min_scene_len: str | int | float  # a position: frames, "0.5s", ...
     downscale: int  # 0: automatic
-    fade_cuts: bool = False  # a cut to or from black counts too
+    fade_cuts: bool = False  # the edge of a fade to or from black counts too
 
 
 def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, reporter: Reporter) -> tuple[MediaInfo, Detection]:
@@ -50,8 +50,8 @@ def detect_video(info: MediaInfo, options: DetectOptions, *, ffmpeg: str, report
                                 progress=progress)
     if detection.fades:
         frames = ", ".join(str(cut.frame) for cut in detection.fades)
-        reporter.message(f"{len(detection.fades)} cut{'s' * (len(detection.fades) != 1)} to or from black (the edge of "
-                         f"a fade) left out, at frame {frames}; pass --fade-cuts to count them")
+        reporter.message(f"{len(detection.fades)} fade{'s' * (len(detection.fades) != 1)} in from or out to black left "
+                         f"out (not cuts to fill), at frame {frames}; pass --fade-cuts to count them")
     return info.with_frame_count(detection.frames), detection
 
 
