@@ -174,7 +174,7 @@ def test_a_fade_in_from_black_is_left_out_unless_asked_a_hard_cut_to_black_is_no
     assert [c["frame"] for c in listed["cuts"]] == [30, 80]  # the hard cut to black and the hard cut
     left_out = [c["frame"] for c in listed["fades_left_out"]]
     assert left_out == [50]  # black into a picture still brightening
-    assert f"1 fade in from or out to black left out (not cuts to fill), at frame 50; pass --fade-cuts" in found.stderr
+    assert "1 fade in from or out to black left out (not cuts to fill), at frame 50; pass --fade-cuts" in found.stderr
     everything = json.loads(sfi("detect", clip, "--json", "--fade-cuts").stdout)
     assert [c["frame"] for c in everything["cuts"]] == [30, 50, 80] and everything["fades_left_out"] == []
     filled = sfi("fill", clip, "-o", tmp_path / "out.mp4", "--engine", "crossfade", "--frames", "2", "--json", "-q")
