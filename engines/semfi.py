@@ -12,8 +12,11 @@ imported only when needed.
 Settings (the ``[engines.semfi]`` section of sfi.toml):
 model_dir, lora: the Wan2.1-I2V-14B-720P folder and semfi.ckpt; device: cuda, cuda:N or
 cpu; dtype: auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32; steps,
-cfg, shift: sampler (official: 50, 5.0, 5.0); negative_prompt: used when a gap has none;
-area: working size, 480p, 720p or a pixel count; memory_mode: auto, full, offload, stream.
+cfg, shift: sampler (official: 50, 5.0, 5.0; cfg 1 runs no negative pass); timesteps: an explicit
+schedule instead of steps and shift; negative_prompt: used when a gap has none; area: working size,
+480p, 720p or a pixel count; memory_mode: auto, full, offload, stream; cache_threshold,
+cache_max_skips, cache_calibration: step caching (``semfi_parts.stepcache``; 0 = off); extra_loras:
+LoRAs merged beside the Mixture-of-LoRA (``semfi_parts.extra_lora``).
 What SemFi needs (packages, files, device) is checked in ``semfi_parts.diagnosis``: the one
 answer for availability, ``auto`` and ``sfi doctor``.
 """
@@ -40,6 +43,11 @@ DEFAULTS: dict[str, Any] = {
     "negative_prompt": "",
     "area": "480p",
     "memory_mode": "auto",
+    "timesteps": (),
+    "cache_threshold": 0.0,
+    "cache_max_skips": 4,
+    "cache_calibration": "",
+    "extra_loras": (),
 }
 DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
           "float32": "float32", "fp32": "float32"}
@@ -54,18 +62,30 @@ def resolve_dtype_name(dtype: str, device: str) -> str:
     return DTYPES[dtype]
 
 
+def resolve_timesteps(values) -> tuple[float, ...]:
+    """An explicit ``timesteps`` setting checked (empty: the schedule comes from steps and shift)."""
+    from engines.semfi_parts.schedule import timesteps_problem
+
+    problem = timesteps_problem(list(values) if isinstance(values, tuple) else values)
+    if problem:
+        raise EngineError(f"timesteps must be a list of strictly decreasing numbers above 0 and at most 1000 "
+                          f"(empty: from steps and shift), {problem}")
+    return tuple(float(t) for t in values)
+
+
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` with every missing (or None) one at its default."""
     return {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
 
 
-def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limit: float | None = None):
-    """Load the models of ``layout`` in ``memory_mode`` and wrap them: (sampler, Mixture-of-LoRA)."""
+def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limit: float | None = None, extra=None):
+    """Load the models of ``layout`` in ``memory_mode`` and wrap them: (sampler, Mixture-of-LoRA with the
+    ``extra`` LoRAs' deltas beside it)."""
     from engines.semfi_parts import loading, memory, mol
     from engines.semfi_parts.sampler import Sampler
 
     models = loading.load_models(layout, device, dtype, memory.vram_config(memory_mode, device, dtype), vram_limit)
-    mixture = mol.MixtureOfLoRA(models.dit, loras, mol.ShardReader(layout.dit_files), device)
+    mixture = mol.MixtureOfLoRA(models.dit, loras, mol.ShardReader(layout.dit_files), device, extra)
     return Sampler(models, device, dtype), mixture
 
 
@@ -75,7 +95,7 @@ class SemFiEngine(Engine):
 
     def __init__(self, flow: FlowEngine | None = None, **settings: Any) -> None:
         """``flow`` retimes the model's frames (``engines.load_engine`` passes the configured one)."""
-        from engines.semfi_parts import rules
+        from engines.semfi_parts import extra_lora, rules, stepcache
 
         unknown = sorted(set(settings) - set(DEFAULTS))
         if unknown:
@@ -90,6 +110,10 @@ class SemFiEngine(Engine):
         self.steps, self.cfg, self.shift = int(merged["steps"]), float(merged["cfg"]), float(merged["shift"])
         if self.steps < 1 or self.shift <= 0:
             raise EngineError(f"steps must be 1 or more and shift above 0 (got steps {self.steps}, shift {self.shift})")
+        self.timesteps = resolve_timesteps(merged["timesteps"])
+        self.steps = len(self.timesteps) or self.steps
+        self.cache = stepcache.cache_settings(merged["cache_threshold"], merged["cache_max_skips"], merged["cache_calibration"])
+        self.extra_loras = extra_lora.parse_entries(list(merged["extra_loras"]))
         self.negative_prompt = str(merged["negative_prompt"])
         self.area = merged["area"]
         self.area_pixels = rules.area_pixels(self.area)  # a bad area is refused now, not after the models load
@@ -154,13 +178,17 @@ class SemFiEngine(Engine):
 
     @classmethod
     def key_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        """Every setting resolved (dtype, area in pixels, paths); memory_mode is left out because every mode
-        gives the same frames (tests/test_semfi_engine.py checks it), and the device counts by its kind only."""
-        from engines.semfi_parts import rules
+        """Every setting resolved (dtype, area in pixels, paths, extra LoRAs by content); memory_mode is left out
+        because every mode gives the same frames (tests/test_semfi_engine.py checks it), the device counts by its
+        kind only, and the cache settings only when the cache is on (cache_threshold 0 is exactly no cache)."""
+        from engines.semfi_parts import extra_lora, rules, stepcache
 
         merged = with_defaults(settings)
         device = str(merged["device"])
-        return {
+        timesteps = resolve_timesteps(merged["timesteps"])
+        cache = stepcache.cache_settings(merged["cache_threshold"], merged["cache_max_skips"], merged["cache_calibration"])
+        extras = extra_lora.parse_entries(list(merged["extra_loras"]))
+        key = {
             "model_dir": str(Path(merged["model_dir"]).expanduser().resolve()),
             "lora": str(Path(merged["lora"]).expanduser().resolve()),
             "device_type": "cuda" if device.startswith("cuda") else device,
@@ -171,6 +199,14 @@ class SemFiEngine(Engine):
             "negative_prompt": str(merged["negative_prompt"]),
             "area": rules.area_pixels(merged["area"]),
         }
+        # Set only when used, so the gaps made before these settings existed keep their keys.
+        if timesteps:
+            key.update(steps=len(timesteps), shift=None, timesteps=list(timesteps))
+        if cache:
+            key["cache"] = cache.key()
+        if extras:
+            key["extra_loras"] = [entry.key() for entry in extras]
+        return key
 
     def cache_key(self) -> dict[str, Any]:
         lora = self.lora.resolve()
@@ -185,7 +221,7 @@ class SemFiEngine(Engine):
         return self._runtime
 
     def _load(self):
-        from engines.semfi_parts import loading, memory, mol
+        from engines.semfi_parts import extra_lora, loading, memory, mol
         from engines.semfi_parts.diagnosis import device_problem
 
         loading.go_offline()
@@ -197,16 +233,29 @@ class SemFiEngine(Engine):
         layout = loading.inspect_folder(self.model_dir)
         shapes = mol.adapted_shapes(layout.dit_shapes, layout.dit["num_layers"])
         loras = mol.map_checkpoint(mol.read_checkpoint(self.lora), shapes, self.lora)  # refuse a bad LoRA before loading
+        extra = extra_lora.load_extra_loras(self.extra_loras, layout.dit_shapes)
         dtype = getattr(torch, self.dtype_name)
         free, total = torch.cuda.mem_get_info(torch.device(self.device)) if self.device.startswith("cuda") else (None, None)
         self.memory_mode = memory.resolve_memory_mode(self.memory_mode_setting, self.device, free, layout.parameters,
                                                       dtype.itemsize, self.area_pixels)
         limit = memory.stream_vram_limit(total, self.area_pixels) if self.memory_mode == "stream" else None
-        return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit)
+        return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit, extra)
+
+    def cache_plan(self, size: tuple[int, int]):
+        """Which DiT passes a run at working ``size`` makes (None: all of them): known before it starts."""
+        from engines.semfi_parts.schedule import sigma_schedule
+        from engines.semfi_parts.stepcache import BRANCHES
+
+        if self.cache is None:
+            return None
+        timesteps = sigma_schedule(self.steps, self.shift, self.timesteps)[1].tolist()
+        return self.cache.plan(timesteps, BRANCHES[:1] if self.cfg == 1.0 else BRANCHES, size[0] * size[1])
 
     def _run(self, first: np.ndarray, last: np.ndarray, frames: int, size: tuple[int, int], *, prompt: str,
-             negative_prompt: str, seed: int, progress: ProgressCallback | None) -> list[np.ndarray]:
-        """``frames`` model frames at working ``size``; each end is resized there on its own (bicubic)."""
+             negative_prompt: str, seed: int, progress: ProgressCallback | None, notes: dict[str, Any] | None,
+             observe=None) -> list[np.ndarray]:
+        """``frames`` model frames at working ``size``; each end is resized there on its own (bicubic). ``notes``
+        receives what the step cache skipped; ``observe`` sees every DiT pass (``Sampler.run``)."""
         from engines.semfi_parts import rules
         from engines.semfi_parts.delivery import resize
         from engines.semfi_parts.sampler import Request
@@ -216,9 +265,13 @@ class SemFiEngine(Engine):
         mixture.activate(rules.expert_index(frames))
         ends = [rules.to_model_pixels(resize(at_depth(image, np.uint8), size, Image.Resampling.BICUBIC))
                 for image in (first, last)]  # the model works in 8 bits; delivery brings its frames back to the ends' depth
+        plan = self.cache_plan(size)
         request = Request(ends[0], ends[1], frames, prompt, negative_prompt or self.negative_prompt, seed,
-                          self.steps, self.cfg, self.shift)
-        return sampler.run(request, progress)
+                          self.steps, self.cfg, self.shift, self.timesteps, plan)
+        made = sampler.run(request, progress, observe)
+        if plan is not None and notes is not None:
+            notes.update(plan.notes())
+        return made
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
                  progress: ProgressCallback | None = None, notes=None) -> Iterator[np.ndarray]:
@@ -228,20 +281,22 @@ class SemFiEngine(Engine):
         frames = rules.model_frame_count(count)
         size = rules.working_size(first.shape[1], first.shape[0], self.area)
         model_frames = self._run(first, last, frames, size, prompt=prompt, negative_prompt=negative_prompt,
-                                 seed=seed, progress=progress)
+                                 seed=seed, progress=progress, notes=notes)
         return deliver(model_frames, first, last, count, self.flow.between)
 
     def generate_raw(self, first: np.ndarray, last: np.ndarray, count: int, size: tuple[int, int] | None = None, *,
                      prompt: str = "", negative_prompt: str = "", seed: int = 0,
-                     progress: ProgressCallback | None = None) -> list[np.ndarray]:
+                     progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None,
+                     observe=None) -> list[np.ndarray]:
         """Every frame the model makes for ``count`` in-betweens (4k+1 of them, ends included) at the
         working size, untouched: no retiming, no end restoration, no seam correction. ``size``
         (width, height), multiples of 16, sets the working size; by default it comes from
-        ``first``'s shape and the area setting. ``first`` and ``last`` may differ in size."""
+        ``first``'s shape and the area setting. ``first`` and ``last`` may differ in size.
+        ``notes`` and ``observe`` as for ``_run``."""
         from engines.semfi_parts import rules
 
         if size is None:
             size = rules.working_size(first.shape[1], first.shape[0], self.area)
         self.check_raw_size(*size)
-        return self._run(first, last, self.model_frames(count), size, prompt=prompt,
-                         negative_prompt=negative_prompt, seed=seed, progress=progress)
+        return self._run(first, last, self.model_frames(count), size, prompt=prompt, negative_prompt=negative_prompt,
+                         seed=seed, progress=progress, notes=notes, observe=observe)

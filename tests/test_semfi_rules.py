@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from engines.semfi_parts import rules
-from engines.semfi_parts.sampler import make_scheduler
+from engines.semfi_parts.schedule import sigma_schedule, timesteps_problem
 from engines.errors import EngineError
 
 
@@ -110,21 +110,33 @@ def test_text_embeddings_past_the_token_count_are_zero():
 
 @pytest.mark.parametrize("steps,shift", [(50, 5.0), (4, 5.0), (7, 3.0)])
 def test_sigmas_and_timesteps(steps, shift):
-    scheduler = make_scheduler(steps, shift)
+    sigmas, timesteps = sigma_schedule(steps, shift)
     base = np.linspace(1, 0, steps + 1)[:-1]
-    sigmas = shift * base / (1 + (shift - 1) * base)
-    assert np.allclose(scheduler.sigmas.numpy(), sigmas, atol=1e-6)
-    assert np.allclose(scheduler.timesteps.numpy(), sigmas * 1000, atol=1e-3)
-    assert len(scheduler.timesteps) == steps and scheduler.sigmas[0] == 1.0
+    expected = shift * base / (1 + (shift - 1) * base)
+    assert np.allclose(sigmas.numpy(), expected, atol=1e-6)
+    assert np.allclose(timesteps.numpy(), expected * 1000, atol=1e-3)
+    assert len(timesteps) == steps and sigmas[0] == 1.0
 
 
-def test_euler_step_goes_to_sigma_zero_after_the_last_step():
-    scheduler = make_scheduler(3, 5.0)
-    x, v = torch.randn(2, 3), torch.randn(2, 3)
-    sigmas = scheduler.sigmas.tolist() + [0.0]
-    for index, timestep in enumerate(scheduler.timesteps):
-        expected = x + v * (sigmas[index + 1] - sigmas[index])
-        assert torch.allclose(scheduler.step(v, timestep, x), expected)
+def test_four_steps_at_shift_5_are_the_distillation_schedule():
+    """lightx2v's 4-step Wan2.1 distillation: denoising_step_list [1000, 750, 500, 250] on the shift-5 curve."""
+    _, timesteps = sigma_schedule(4, 5.0)
+    assert np.allclose(timesteps.numpy(), [1000.0, 937.5, 833.3333, 625.0], atol=1e-3)
+
+
+def test_an_explicit_timestep_list_overrides_steps_and_shift():
+    sigmas, timesteps = sigma_schedule(50, 5.0, [1000, 750.5, 250])
+    assert timesteps.tolist() == [1000.0, 750.5, 250.0] and torch.equal(sigmas, timesteps / 1000)
+
+
+@pytest.mark.parametrize("values,problem", [
+    ([1000, 900, 500], None), ([999.5], None),
+    ([900, 950], "strictly decreasing"), ([1000, 1000], "strictly decreasing"), ([1200, 500], "at most 1000"),
+    ([500, 0], "above 0"), ([500, "x"], "entry 'x'"), ([True], "entry True"), ("1000", "got str"),
+])
+def test_timestep_lists_are_checked(values, problem):
+    found = timesteps_problem(values)
+    assert (found is None) if problem is None else (problem in found), found
 
 
 @pytest.mark.parametrize("source,area,expected", [

@@ -49,13 +49,14 @@ def unwrap(state: Any) -> Any:
     return state
 
 
-def read_checkpoint(path: Path) -> dict:
-    """Load ``semfi.ckpt`` (torch pickle, read with weights_only) or a ``.safetensors`` file."""
+def read_tensors(path: Path, what: str, advice: str) -> dict:
+    """A dict of tensors from a ``.safetensors`` file or a torch file read with weights_only (never a pickle's code);
+    ``what`` and ``advice`` name the file and what to do in the one line a bad file gets."""
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise EngineError(f"LoRA checkpoint '{path}' does not exist; put semfi.ckpt there or pass --lora")
+        raise EngineError(f"{what} '{path}' does not exist; {advice}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -69,12 +70,20 @@ def read_checkpoint(path: Path) -> dict:
                     raise
                 state = torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as error:  # torch / safetensors raise many types for foreign or damaged files
-        raise EngineError(f"cannot read LoRA checkpoint '{path}' as plain tensors ({type(error).__name__}: "
-                       f"{str(error).splitlines()[0][:120]}); {USE_OFFICIAL}") from None
+        raise EngineError(f"cannot read {what} '{path}' as plain tensors ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0][:120]}); {advice}") from None
     state = unwrap(state)
     if not isinstance(state, dict):
-        raise EngineError(f"LoRA checkpoint '{path}' holds a {type(state).__name__}, not a dict of tensors; {USE_OFFICIAL}")
+        raise EngineError(f"{what} '{path}' holds a {type(state).__name__}, not a dict of tensors; {advice}")
     return state
+
+
+def read_checkpoint(path: Path) -> dict:
+    """Load ``semfi.ckpt`` (torch pickle, read with weights_only) or a ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"LoRA checkpoint '{path}' does not exist; put semfi.ckpt there or pass --lora")
+    return read_tensors(path, "LoRA checkpoint", USE_OFFICIAL)
 
 
 @dataclass(frozen=True)
@@ -177,15 +186,37 @@ class ShardReader:
 
 
 class MixtureOfLoRA:
-    """Keeps the DiT's adapted linears merged with the universal LoRA plus one expert."""
+    """Keeps the DiT's adapted linears merged with the universal LoRA plus one expert, and the extra LoRAs
+    (``extra_lora``) merged beside them: ``W' = W + extra + B0 A0 + Bs As``, from the pristine W every time."""
 
-    def __init__(self, dit, loras: dict[str, list[LoRA]], base: Callable[[str], Any], device) -> None:
+    def __init__(self, dit, loras: dict[str, list[LoRA]], base: Callable[[str], Any], device,
+                 extra: dict[str, list] | None = None) -> None:
         self.dit = dit
         self.loras = loras
         self.base = base  # key -> the tensor as stored on disk
         self.device = device  # where the float32 merge is computed
+        self.extra = extra or {}  # parameter name -> the extra LoRAs' deltas (``extra_lora.Delta``)
         self.active: int | None = None
         self.pristine = True  # parameters still hold the loaded base weights
+
+    def parameter(self, name: str):
+        owner, _, attribute = name.rpartition(".")
+        return getattr(self.dit.get_submodule(owner) if owner else self.dit, attribute)
+
+    def merge(self, name: str, param, *deltas) -> None:
+        """``param`` = its pristine value + the extra LoRAs' deltas + ``deltas``, summed in float32, cast once."""
+        import torch
+
+        if self.pristine:
+            base = param.detach()
+        else:  # the same conversion the loader applied, so the base is bit-identical
+            base = self.base(name).to(param.dtype)
+        merged = base.to(device=self.device, dtype=torch.float32, copy=True)
+        for delta in self.extra.get(name, ()):
+            merged += delta.value(self.device)
+        if deltas:
+            merged += sum(deltas[1:], deltas[0])
+        param.data.copy_(merged.to(param.dtype))
 
     def activate(self, expert: int) -> bool:
         """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT; returns False when already active."""
@@ -200,13 +231,11 @@ class MixtureOfLoRA:
                 linear = self.dit.get_submodule(name)
                 universal, chosen = loras[UNIVERSAL].deltas(self.device), loras[expert].deltas(self.device)
                 for position, (kind, param) in enumerate((("weight", linear.weight), ("bias", linear.bias))):
-                    if self.pristine:
-                        base = param.detach()
-                    else:  # the same conversion the loader applied, so the base is bit-identical
-                        base = self.base(f"{name}.{kind}").to(param.dtype)
-                    merged = base.to(device=self.device, dtype=torch.float32, copy=True)
-                    merged += universal[position] + chosen[position]
-                    param.data.copy_(merged.to(param.dtype))
+                    self.merge(f"{name}.{kind}", param, universal[position], chosen[position])
+            if self.pristine:  # what only the extra LoRAs change no expert touches: merged once
+                adapted = {f"{name}.{kind}" for name in self.loras for kind in ("weight", "bias")}
+                for name in sorted(set(self.extra) - adapted):
+                    self.merge(name, self.parameter(name))
         self.pristine = False
         self.active = expert
         return True

@@ -15,6 +15,8 @@ from typing import Callable
 
 from engines.semfi_parts.loading import quiet
 from engines.semfi_parts.rules import frame_mask, guidance_video, latent_frame_count, to_uint8_frames, zero_past_length
+from engines.semfi_parts.schedule import sigma_schedule
+from engines.semfi_parts.stepcache import BRANCHES, CachePlan
 
 # VAE decode tiles (latent units) as the official script uses them; encode is untiled.
 TILE_SIZE = (30, 52)
@@ -34,15 +36,8 @@ class Request:
     steps: int
     cfg: float
     shift: float
-
-
-def make_scheduler(steps: int, shift: float):
-    """diffsynth's Wan flow-matching scheduler: sigmas linspace(1, 0, steps+1)[:-1], shifted; t = 1000 sigma."""
-    from diffsynth.diffusion import FlowMatchScheduler
-
-    scheduler = FlowMatchScheduler("Wan")
-    scheduler.set_timesteps(steps, denoising_strength=1.0, shift=shift)
-    return scheduler
+    timesteps: tuple[float, ...] = ()  # explicit schedule; overrides steps and shift when given
+    cache: CachePlan | None = None  # which DiT passes run (None: all of them)
 
 
 class Sampler:
@@ -78,18 +73,22 @@ class Sampler:
         mask = frame_mask(frames, latents.shape[2], latents.shape[3]).to(device=latents.device, dtype=latents.dtype)
         return torch.cat([mask, latents])[None].to(dtype=self.dtype, device=self.device)
 
-    def run(self, request: Request, progress: Callable[[int, int], None] | None = None):
-        """The run's decoded frames (``request.frames`` HxWx3 uint8 at the working size)."""
+    def run(self, request: Request, progress: Callable[[int, int], None] | None = None,
+            observe: Callable[[int, str, object], None] | None = None):
+        """The run's decoded frames (``request.frames`` HxWx3 uint8 at the working size). ``observe(step, branch,
+        output)`` sees every DiT pass made (``sfi calibrate`` measures the outputs' magnitudes with it)."""
         import torch
         from diffsynth.pipelines.wan_video import model_fn_wan_video
 
-        total = request.steps + 2
+        sigmas, timesteps = sigma_schedule(request.steps, request.shift, request.timesteps)
+        total = len(timesteps) + 2
         report = progress or (lambda done, total: None)
         pipe = self.pipe
         with torch.no_grad():
             pipe.load_models_to_device(["text_encoder"])
-            context = self.encode_text(request.prompt)
-            negative = self.encode_text(request.negative_prompt) if request.cfg != 1.0 else None
+            contexts = [self.encode_text(request.prompt)]
+            if request.cfg != 1.0:  # cfg 1 is the prompt's pass alone: no negative branch
+                contexts.append(self.encode_text(request.negative_prompt))
             pipe.load_models_to_device(["image_encoder"])
             clip_feature = self.encode_clip(request.first, request.last)
             pipe.load_models_to_device(["vae"])
@@ -99,16 +98,21 @@ class Sampler:
             height, width = request.first.shape[1:]
             shape = (1, pipe.vae.z_dim, latent_frame_count(request.frames), height // 8, width // 8)
             latents = pipe.generate_noise(shape, seed=request.seed, rand_device="cpu")
-            scheduler = make_scheduler(request.steps, request.shift)
             pipe.load_models_to_device(["dit"])
-            for index, timestep in enumerate(scheduler.timesteps):
+            outputs: dict[str, object] = {}  # each branch's last DiT output, reused for a skipped pass
+            for index, timestep in enumerate(timesteps):
                 step_time = timestep[None].to(dtype=self.dtype, device=self.device)
-                inputs = dict(dit=pipe.dit, latents=latents, timestep=step_time, clip_feature=clip_feature, y=y)
-                velocity = model_fn_wan_video(context=context, **inputs)
-                if negative is not None:
-                    unguided = model_fn_wan_video(context=negative, **inputs)
+                for branch, context in zip(BRANCHES, contexts):
+                    if request.cache is None or request.cache.runs_pass(branch, index):
+                        outputs[branch] = model_fn_wan_video(dit=pipe.dit, latents=latents, timestep=step_time, context=context, clip_feature=clip_feature, y=y)
+                        if observe is not None:
+                            observe(index, branch, outputs[branch])
+                velocity = outputs[BRANCHES[0]]
+                if len(contexts) > 1:
+                    unguided = outputs[BRANCHES[1]]
                     velocity = unguided + request.cfg * (velocity - unguided)
-                latents = scheduler.step(velocity, timestep, latents)
+                sigma_next = sigmas[index + 1] if index + 1 < len(sigmas) else 0
+                latents = latents + velocity * (sigma_next - sigmas[index])  # Euler, as diffsynth's scheduler steps
                 report(index + 2, total)
 
             pipe.load_models_to_device(["vae"])

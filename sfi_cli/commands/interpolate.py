@@ -31,6 +31,7 @@ semfi_options = option_group(
     keyed_option("engines.semfi.cfg"),
     keyed_option("engines.semfi.shift"),
     keyed_option("engines.semfi.negative_prompt", type=PROMPT),
+    keyed_option("engines.semfi.cache_threshold"),
     click.option("--raw", is_flag=True,
                  help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
                       "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),

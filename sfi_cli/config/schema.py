@@ -13,6 +13,18 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
+def timesteps_problem(value: Any) -> str | None:
+    from engines.semfi_parts.schedule import timesteps_problem
+
+    return timesteps_problem(value)
+
+
+def extra_loras_problem(value: Any) -> str | None:
+    from engines.semfi_parts.extra_lora import entry_problem
+
+    return entry_problem(value)
+
+
 def engine_names() -> tuple[str, ...]:
     """The engines a key may name, from the engine registry (imported only when a value is checked)."""
     from engines import REGISTRY
@@ -24,7 +36,8 @@ def engine_names() -> tuple[str, ...]:
 class Key:
     """One setting: accepted TOML types, default, allowed values if it is a choice (a tuple, or a function
     giving one when the list lives in a heavy module), numeric range, and the command-line flag that sets it
-    with its help text."""
+    with its help text. A list's entries are checked by ``entries`` (why they do not fit, or None), which
+    ``shape`` describes."""
 
     types: tuple[type, ...]
     default: Any
@@ -33,6 +46,8 @@ class Key:
     maximum: float | None = None
     flag: str = ""
     help: str = ""
+    entries: Callable[[Any], str | None] | None = None
+    shape: str = ""
 
     def allowed(self) -> tuple[Any, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -114,6 +129,15 @@ SCHEMA: dict[str, Key] = {
             help="Flow-matching sigma shift (5.0)"),
     "engines.semfi.negative_prompt": Key((str,), "", flag="--negative-prompt",
             help="What to avoid"),
+    "engines.semfi.timesteps": Key((list,), [], entries=timesteps_problem,
+            shape="a list of strictly decreasing numbers above 0 and at most 1000 (empty: from steps and shift)"),
+    "engines.semfi.cache_threshold": Key((int, float), 0.0, minimum=0, flag="--cache-threshold",
+            help="Step cache: skip DiT passes while the error predicted for reusing the last one stays under this "
+                 "(0: off, exactly the uncached frames; 0.12-0.24 typical)"),
+    "engines.semfi.cache_max_skips": Key((int,), 4, minimum=1),
+    "engines.semfi.cache_calibration": Key((str,), ""),
+    "engines.semfi.extra_loras": Key((list,), [], entries=extra_loras_problem,
+            shape='a list of tables like { path = "distill.safetensors", strength = 1.0 }'),
 }
 
 
@@ -127,6 +151,8 @@ def check_value(key: Key, value: Any) -> str | None:
         return f"got {value}"
     if key.choices and value not in key.allowed():
         return f"got '{value}'"
+    if key.entries is not None:
+        return key.entries(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (
             (key.minimum is not None and value < key.minimum) or (key.maximum is not None and value > key.maximum)):
         return f"got {value}"
@@ -134,6 +160,8 @@ def check_value(key: Key, value: Any) -> str | None:
 
 
 def expected(key: Key) -> str:
+    if key.shape:
+        return key.shape
     if key.choices:
         return "one of " + ", ".join(map(str, key.allowed()))
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
