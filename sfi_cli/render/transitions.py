@@ -270,8 +270,10 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
 
 
 def fallback_note(notes: dict[str, Any]) -> str:
-    """"; fell back to a dissolve: <why>" when the engine did, so no fallback goes unseen."""
-    return f"; fell back to a {notes['fallback']}: {notes['fallback_reason']}" if notes.get("fallback") else ""
+    """"; fell back to a dissolve: <why>" when the engine did, so no fallback goes unseen; then the engine's remark
+    on how it made the gap, when it has one (SemFi: the DiT passes its step cache skipped)."""
+    fallback = f"; fell back to a {notes['fallback']}: {notes['fallback_reason']}" if notes.get("fallback") else ""
+    return fallback + (f"; {notes['remark']}" if notes.get("remark") else "")
 
 
 def stored_record(cache: GapCache, key: str) -> dict[str, Any]:
