@@ -366,3 +366,8 @@ def test_calibrate_writes_a_curve_the_cache_then_uses(sfi, wan, tmp_path):
                "--engine", "semfi", "--cache-threshold", "10", *flags)
     assert made.code == 0, made.stderr
     assert "step cache skipped 6 of 8 DiT passes" in made.stderr  # the first step runs, 3 skips in a row per branch
+    raw = sfi("--config", config, "interpolate", tmp_path / "a.png", tmp_path / "b.png", "-n", 3, "-o", tmp_path / "raw",
+              "--engine", "semfi", "--raw", "--json", "--cache-threshold", "10", *flags)
+    assert raw.code == 0, raw.stderr
+    assert json.loads(raw.stdout)["notes"]["semfi_cache"] == {"skipped": 6, "passes": 8, "threshold": 10.0,
+                                                               "curve": "calibrated (curve.json)"}

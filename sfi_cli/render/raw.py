@@ -42,10 +42,13 @@ def _run_raw(job: InterpolateJob, *, ffmpeg: str, crf: int, preset: str, reporte
     started = time.monotonic()
     first, last = load_image(job.first), load_image(job.last)
     reporter.message(f"semfi --raw: model run for {job.frames} new frames between {job.first.name} and {job.last.name}")
+    notes: dict[str, Any] = {}
     with reporter.task(f"semfi raw {job.first.name} -> {job.last.name}", job.frames) as progress:
         frames = engine.generate_raw(first, last, job.frames, job.size, prompt=job.prompt,
-                                     negative_prompt=job.negative_prompt, seed=job.seed, progress=progress)
+                                     negative_prompt=job.negative_prompt, seed=job.seed, progress=progress, notes=notes)
         written = write_result(job, frames, ffmpeg=ffmpeg, crf=crf, preset=preset)
+    if notes.get("remark"):
+        reporter.message(f"semfi --raw: {notes['remark']}")
     height, width = frames[0].shape[:2]
     return summary(job, engine="semfi", written=written, size=(width, height), started=started,
-                   raw=True, model_frames=len(frames), include_ends=True)
+                   raw=True, model_frames=len(frames), include_ends=True, notes=notes)
