@@ -7,6 +7,9 @@
 - ``mol``: reads ``semfi.ckpt`` and merges the universal + chosen expert LoRA into the DiT.
 - ``memory``: what each GPU memory mode needs and which one fits.
 - ``sampler``: conditioning, the flow-matching sampling loop and decoding.
+- ``schedule``: the timesteps a run samples (steps and shift, or an explicit list).
+- ``stepcache``: the MagCache-style step cache: curves, which passes a run skips, calibration.
+- ``extra_lora``: LoRAs merged beside the Mixture-of-LoRA (key formats, the formula).
 - ``delivery``: turns the model's frames into exactly the frames an editor asked for.
 - ``diagnosis``: whether everything SemFi needs is here (``SemFiEngine.diagnose``), for
   availability, ``auto`` and ``sfi doctor`` alike.
