@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from sfi_cli.commands import Context, cli
-from sfi_cli.commands.interpolate import semfi_options
+from sfi_cli.commands.interpolate import semfi_settings
 from sfi_cli.config.options import PROMPT
 
 
@@ -22,10 +22,10 @@ from sfi_cli.config.options import PROMPT
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the first gap (then +1 each).")
 @click.option("--force", is_flag=True, help="Overwrite an existing calibration file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@semfi_options
+@semfi_settings
 @click.pass_obj
 def calibrate(obj: Context, images: tuple[Path, ...], output: Path, frames: int, prompt: str, seed: int, force: bool,
-              quiet: bool, raw: bool) -> None:
+              quiet: bool) -> None:
     """Measure SemFi's own step-cache curve on the gaps between IMAGES, taken in pairs (FIRST LAST ...).
 
     Each gap runs uncached with the configured schedule; the file holds the mean magnitude ratio of
@@ -35,8 +35,6 @@ def calibrate(obj: Context, images: tuple[Path, ...], output: Path, frames: int,
     from sfi_cli.media.publish import output_lock, refuse_inputs, write_text
     from sfi_cli.errors import SfiError
 
-    if raw:
-        raise SfiError("--raw does not apply to sfi calibrate (it always runs the model's own frames); drop it")
     if len(images) % 2:
         raise SfiError(f"sfi calibrate takes images in pairs (FIRST LAST ...), got {len(images)}; add or drop one")
     if frames < 1:

@@ -19,8 +19,8 @@ def emit_summary(summary: dict, as_json: bool, quiet: bool) -> None:
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s)")
 
 
-# SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml) and --raw.
-semfi_options = option_group(
+# SemFi engine settings (each overrides its [engines.semfi] key in sfi.toml); with --raw for interpolate.
+semfi_settings = option_group(
     keyed_option("engines.semfi.model_dir"),
     keyed_option("engines.semfi.lora"),
     keyed_option("engines.semfi.device"),
@@ -32,6 +32,9 @@ semfi_options = option_group(
     keyed_option("engines.semfi.shift"),
     keyed_option("engines.semfi.negative_prompt", type=PROMPT),
     keyed_option("engines.semfi.cache_threshold"),
+)
+semfi_options = option_group(
+    semfi_settings,
     click.option("--raw", is_flag=True,
                  help="SemFi only: write every frame the model makes (4k+1, ends included) at its working size, "
                       "untouched, for comparison with the authors' code; --size WxH (multiples of 16) sets that size."),
