@@ -393,11 +393,14 @@ def test_bad_lora_is_refused_before_loading_models(wan, tmp_path):
         engine.runtime()
 
 
-def test_memory_modes_give_the_same_frames(wan, monkeypatch):
+def test_memory_modes_give_the_same_frames(wan, monkeypatch, tmp_path):
     """offload and stream load through diffsynth's VRAM management; here its 'GPU' is the CPU, so the two
-    calls it makes on torch.<device> are stood in for (the CPU has neither a cache to empty nor a memory gauge)."""
+    calls it makes on torch.<device> are stood in for (the CPU has neither a cache to empty nor a memory gauge).
+    An extra LoRA (on an adapted linear, an unadapted one and a norm's bias) merges through the wrapped layers too."""
+    from safetensors.torch import save_file
+
     from engines.semfi import build_runtime
-    from engines.semfi_parts import mol
+    from engines.semfi_parts import extra_lora, mol
     from engines.semfi_parts.sampler import Request
 
     monkeypatch.setattr(torch.cpu, "empty_cache", lambda: None, raising=False)
@@ -405,9 +408,16 @@ def test_memory_modes_give_the_same_frames(wan, monkeypatch):
     layout = loading.inspect_folder(wan.model_dir)
     loras = mol.map_checkpoint(mol.read_checkpoint(wan.lora), mol.adapted_shapes(layout.dit_shapes, DIT["num_layers"]), wan.lora)
     first, last = (rules.to_model_pixels(f) for f in gradient_pair(32, 32))
+    generator = torch.Generator().manual_seed(0)
+    save_file({"blocks.0.self_attn.q.lora_A.weight": torch.randn(4, 64, generator=generator) * 0.1,
+               "blocks.0.self_attn.q.lora_B.weight": torch.randn(64, 4, generator=generator) * 0.1,
+               "blocks.1.cross_attn.k_img.lora_A.weight": torch.randn(4, 64, generator=generator) * 0.1,
+               "blocks.1.cross_attn.k_img.lora_B.weight": torch.randn(64, 4, generator=generator) * 0.1,
+               "blocks.0.norm3.diff_b": torch.randn(64, generator=generator) * 0.1}, str(tmp_path / "extra.safetensors"))
+    extra = extra_lora.load_extra_loras([extra_lora.ExtraLoRA(tmp_path / "extra.safetensors", 0.5)], layout.dit_shapes)
     results = {}
     for mode, limit in (("full", None), ("offload", None), ("stream", 1.0)):
-        sampler, mixture = build_runtime(layout, loras, "cpu", torch.float32, mode, limit)
+        sampler, mixture = build_runtime(layout, loras, "cpu", torch.float32, mode, limit, extra)
         assert sampler.pipe.vram_management_enabled == (mode != "full")
         runs = []
         for expert, frames in ((2, 9), (4, 33), (2, 9)):
