@@ -371,3 +371,15 @@ def test_calibrate_writes_a_curve_the_cache_then_uses(sfi, wan, tmp_path):
     assert raw.code == 0, raw.stderr
     assert json.loads(raw.stdout)["notes"]["semfi_cache"] == {"skipped": 6, "passes": 8, "threshold": 10.0,
                                                                "curve": "calibrated (curve.json)"}
+
+
+def test_doctor_checks_the_extra_loras_and_the_cache(wan, extra_files, tmp_path):
+    folder, _ = extra_files
+    settings = dict(model_dir=str(wan.model_dir), lora=str(wan.lora), device="cpu", cache_threshold=0.1,
+                    extra_loras=[{"path": str(folder / "kohya.safetensors")}, {"path": str(tmp_path / "gone.safetensors")}])
+    checks = {check.item: check for check in SemFiEngine.diagnose(settings, thorough=True)}
+    assert checks["extra LoRA kohya.safetensors"].status == "ok"
+    assert "every key maps: 2 DiT parameters changed" in checks["extra LoRA kohya.safetensors"].detail
+    assert checks["extra LoRA gone.safetensors"].status == "fail"
+    assert checks["step cache"].status == "ok" and "published" in checks["step cache"].detail
+    assert "step cache" not in {c.item for c in SemFiEngine.diagnose({**settings, "cache_threshold": 0}, thorough=False)}

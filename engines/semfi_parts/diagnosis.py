@@ -52,6 +52,7 @@ def _groups(settings: dict[str, Any], thorough: bool) -> Iterator[list[Check]]:
         architecture, layout = architecture_check(Path(settings["model_dir"]).expanduser())
         yield [architecture]
     yield [lora_check(str(settings["lora"]), layout, thorough)]
+    yield sampling_checks(settings, layout, thorough)
     device, gpu = device_checks(str(settings["device"]), thorough)
     yield device
     if layout is not None and gpu is not None:
@@ -113,6 +114,40 @@ def lora_check(lora: str, layout, thorough: bool) -> Check:
     rank = next(iter(loras.values()))[0].a_weight.shape[0]
     return Check("ok", "LoRA", f"{size}; all {len(state)} keys map: {mol.LORA_COUNT} LoRAs "
                                f"(rank {rank}) on each of {len(loras)} DiT linears")
+
+
+def sampling_checks(settings: dict[str, Any], layout, thorough: bool) -> list[Check]:
+    """Each extra LoRA is there (thorough: every key maps onto the DiT of ``layout``), and the step cache's
+    calibration reads; nothing when neither is set."""
+    from engines.semfi_parts import extra_lora, stepcache
+
+    try:
+        entries = extra_lora.parse_entries(list(settings["extra_loras"]))
+    except EngineError as error:
+        return [Check("fail", "extra LoRAs", str(error), "fix extra_loras in sfi.toml")]
+    checks = []
+    for entry in entries:
+        item, path = f"extra LoRA {entry.path.name}", entry.path.expanduser()
+        if not path.is_file():
+            checks.append(Check("fail", item, f"'{path}' does not exist", "fix its path in extra_loras or remove the entry"))
+            continue
+        detail = f"{loading.size_text(path.stat().st_size)}, strength {entry.strength:g}"
+        if thorough and layout is not None:
+            try:
+                detail += f"; every key maps: {len(extra_lora.load_extra_loras([entry], layout.dit_shapes))} DiT parameters changed"
+            except EngineError as error:
+                checks.append(Check("fail", item, str(error), "use a LoRA made for Wan2.1-I2V-14B, or remove the entry"))
+                continue
+        checks.append(Check("ok", item, detail))
+    try:
+        cache = stepcache.cache_settings(settings["cache_threshold"], settings["cache_max_skips"], settings["cache_calibration"])
+    except EngineError as error:
+        return checks + [Check("fail", "step cache", str(error), "run 'sfi calibrate' again, or leave cache_calibration empty")]
+    if cache is not None:
+        curve = cache.curve.source if cache.curve else "the published one for the working size"
+        checks.append(Check("ok", "step cache", f"threshold {cache.threshold:g}, at most {cache.max_skips} skips in a row, "
+                                                f"curve: {curve}"))
+    return checks
 
 
 def device_checks(device: str, thorough: bool) -> tuple[list[Check], tuple[int, int] | None]:
