@@ -324,10 +324,10 @@ def diffsynth_attention(kernel: str) -> None:
     wan.FLASH_ATTN_2_AVAILABLE = False
     wan.FLASH_ATTN_3_AVAILABLE = kernel == "flash3"
     wan.SAGE_ATTN_AVAILABLE = kernel == "sage"
+    if kernel == "flash3":
+        wan.flash_attn_interface = importlib.import_module("flash_attn_interface")
     if kernel == "sage":
-        from sageattention import sageattn
-
-        wan.sageattn = sageattn
+        wan.sageattn = importlib.import_module("sageattention").sageattn
 
 
 def exportable_block():
@@ -441,14 +441,17 @@ def kernel_note(kernel: str, device: str) -> str | None:
     return None
 
 
-def blocks_part(device: str, quick: bool, block_count: int, workdir: Path, clock: Clock, rows: list[dict]) -> tuple[float, str]:
-    """Rows for each backend, kernel and frame count; returns the measured matmul rate and its dtype."""
+def blocks_part(device: str, quick: bool, block_count: int, workdir: Path, clock: Clock,
+                rows: list[dict]) -> tuple[float, str, float]:
+    """Rows for each backend, kernel and frame count; returns the measured matmul rate, its dtype and the GiB of
+    the timed blocks' weights."""
     import torch
 
     dims = QUICK if quick else FULL
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32  # a CPU has no fast bf16 matmul
     rate = matmul_rate(device, dtype, dims)
     blocks = make_blocks(dims, block_count, device, dtype)
+    weights = sum(p.numel() * p.element_size() for block in blocks for p in block.parameters()) / 2 ** 30
     label = ("quick dims" if quick else "14B dims") + ("" if dtype == torch.bfloat16 else " fp32")
     plan = [("eager", "sdpa"), ("compile", "sdpa"), ("eager", "flash3"), ("eager", "sage"), ("compile", "flash3"),
             ("compile", "sage"), ("tensorrt", "sdpa")]
@@ -483,7 +486,7 @@ def blocks_part(device: str, quick: bool, block_count: int, workdir: Path, clock
                          "x floor": per_block / (block_flops(tokens, dims["dim"], dims["ffn"]) / rate),
                          "note": f"{tokens} tokens, {time.monotonic() - started:.0f}s"})
             del inputs
-    return rate, str(dtype).removeprefix("torch.")
+    return rate, str(dtype).removeprefix("torch."), weights
 
 
 # -- the table ---------------------------------------------------------------------------------------------------
@@ -523,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         rows: list[dict] = []
         tiny_part(args.device, args.quick, workdir, clock, rows)
-        rate, matmul_dtype = blocks_part(args.device, args.quick, args.blocks, workdir, clock, rows)
+        rate, matmul_dtype, weights = blocks_part(args.device, args.quick, args.blocks, workdir, clock, rows)
 
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
     trt = importlib.util.find_spec("tensorrt")
@@ -532,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
               f"wheels unpacked: {', '.join(wheels) or 'none'}" + (f" (installed here already: {', '.join(present)})" if present else "")
               + ("; torchvision absent: a stand-in with its Normalize was used" if standin else ""),
               f"s/step: 40 blocks x 2 passes (CFG) at the measured ms/block; s/gap: 50 steps with CFG, 4 without; "
-              f"x floor: ms/block over the block's matmul FLOPs at the measured rate; whole check {args.budget - clock.left():.0f}s"]
+              f"x floor: ms/block over the block's matmul FLOPs at the measured rate; peak GiB: all memory allocated while "
+              f"{args.blocks} blocks run, their {weights:.2f} GiB of weights included; whole check {args.budget - clock.left():.0f}s"]
     text = "\n".join(header) + "\n\n" + table(rows) + "\n"
     print(text)
     if args.out:

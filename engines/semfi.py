@@ -78,7 +78,8 @@ def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
 
 
-def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limit: float | None = None, extra=None):
+def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limit: float | None = None, *,
+                  extra: dict | None = None):
     """Load the models of ``layout`` in ``memory_mode`` and wrap them: (sampler, Mixture-of-LoRA with the
     ``extra`` LoRAs' deltas beside it)."""
     from engines.semfi_parts import loading, memory, mol
@@ -239,7 +240,7 @@ class SemFiEngine(Engine):
         self.memory_mode = memory.resolve_memory_mode(self.memory_mode_setting, self.device, free, layout.parameters,
                                                       dtype.itemsize, self.area_pixels)
         limit = memory.stream_vram_limit(total, self.area_pixels) if self.memory_mode == "stream" else None
-        return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit, extra)
+        return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit, extra=extra)
 
     def cache_plan(self, size: tuple[int, int]):
         """Which DiT passes a run at working ``size`` makes (None: all of them): known before it starts."""

@@ -417,7 +417,7 @@ def test_memory_modes_give_the_same_frames(wan, monkeypatch, tmp_path):
     extra = extra_lora.load_extra_loras([extra_lora.ExtraLoRA(tmp_path / "extra.safetensors", 0.5)], layout.dit_shapes)
     results = {}
     for mode, limit in (("full", None), ("offload", None), ("stream", 1.0)):
-        sampler, mixture = build_runtime(layout, loras, "cpu", torch.float32, mode, limit, extra)
+        sampler, mixture = build_runtime(layout, loras, "cpu", torch.float32, mode, limit, extra=extra)
         assert sampler.pipe.vram_management_enabled == (mode != "full")
         runs = []
         for expert, frames in ((2, 9), (4, 33), (2, 9)):
