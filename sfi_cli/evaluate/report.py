@@ -43,6 +43,8 @@ def text_table(summary: dict[str, Any]) -> str:
              for row in table]
     what = (f"{summary['in_betweens']} in-betweens between two images" if summary["mode"] == "pair" else
             f"{summary['in_betweens']} held-out frame(s) in each of {summary['gaps']} gaps")
+    if summary.get("gaps_over_cuts_left_out"):
+        what += f" ({summary['gaps_over_cuts_left_out']} over a cut left out; cuts at {', '.join(map(str, summary['cuts']))})"
     notes = [f"{name}: {note}" for name, scores in summary["engines"].items() for note in scores["fallbacks"]]
     return "\n".join([f"{summary['source']} ({summary['size'][0]}x{summary['size'][1]}): {what}", *lines,
                       f"flicker: mean |frame difference| (levels); smooth: every other frame re-made by "
