@@ -151,12 +151,19 @@ def smooth_between(engine) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 def evaluate(material: Material, engine_names: list[str], settings: dict[str, dict[str, Any]],
-             progress: Callable[[str], None] = lambda _: None) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
-    """Every engine's scores on ``material`` (JSON-ready), and the frames of its first window for the strips."""
+             progress: Callable[[str], None] = lambda _: None,
+             learned=None) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
+    """Every engine's scores on ``material`` (JSON-ready), and the frames of its first window for the strips;
+    ``learned`` (``learned.LearnedWeights``) adds the LPIPS, FID and CLIP scores it has files for."""
     from engines import load_engine, require_available
 
     for name in engine_names:
         require_available(name, settings)  # every engine refused up front, before any is run
+    scorer = None
+    if learned is not None and learned.any():
+        from sfi_cli.evaluate.learned import LearnedScorer
+
+        scorer = LearnedScorer(learned)  # a bad weight file is refused before any engine runs
     engines = {name: load_engine(name, settings) for name in engine_names}
     reference = reference_name(settings)
     reference_engine = engines.get(reference) or load_engine(reference, settings)
@@ -179,6 +186,9 @@ def evaluate(material: Material, engine_names: list[str], settings: dict[str, di
         scores["fallbacks"] = fallbacks
         if material.mode == "video":
             scores.update(truth_scores(material, made))
+        if scorer is not None:
+            truth = [w.truth for w in material.windows] if material.mode == "video" else None
+            scores.update(scorer.scores([(w.first, m, w.last) for w, m in zip(material.windows, made)], truth))
         results[name] = scores
         strips[name] = made[0]
     summary = {"mode": material.mode, "source": material.source, "size": list(material.size),
