@@ -6,6 +6,7 @@ switch, the engine cache, the TensorRT profiles and key, and the CLI (--backend 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from engines.semfi_parts.backends import backend_problem, onnx_graph, store, ten
 from engines.semfi_parts.backends.dit import ExportableDiT, expert_input_names
 from engines.semfi_parts.backends.denoisers import CompiledDenoiser, DiTSource, EagerDenoiser
 from engines.semfi_parts.rules import expert_index, latent_frame_count, model_frame_count
-from tiny_wan import DIT, TEXT, gradient_pair, random_lora_state, tiny_wan
+from helpers import run_sfi
+from tiny_wan import DIT, TEXT, gradient_pair, random_lora_state, tiny_engine, tiny_wan
 
 
 def tiny_dit(disk=None):
@@ -71,12 +73,26 @@ def eager_velocity(weights, expert, inputs):
 
 
 @pytest.fixture(scope="module")
-def graph(weights, tmp_path_factory):
-    """The exported graph of the universal-merged tiny DiT, in a cache of its own."""
-    from engines.semfi_parts.backends.denoisers import onnx_graph as exported
+def wan(tmp_path_factory):
+    return tiny_wan(tmp_path_factory)
 
-    cache = store.Store(tmp_path_factory.mktemp("engine_cache"))
-    return exported(source_for(weights), cache), cache
+
+def flags(wan, cache, *extra):
+    return ["--model-dir", wan.model_dir, "--lora", wan.lora, "--device", "cpu", "--cache-dir", cache, *extra]
+
+
+@pytest.fixture(scope="module")
+def compiled(wan, tmp_path_factory):
+    """``sfi compile --backend onnx`` on the tiny model folder: (its output, the cache folder); exported once here."""
+    cache = tmp_path_factory.mktemp("engine_cache")
+    return run_sfi("compile", "--engine", "semfi", "--backend", "onnx", "--json", *flags(wan, cache)), cache
+
+
+@pytest.fixture(scope="module")
+def graph(compiled):
+    result, cache = compiled
+    assert result.code == 0, result.stderr
+    return Path(json.loads(result.stdout)["built"][0].split(": ", 1)[1]) / onnx_graph.GRAPH, store.Store(cache)
 
 
 def test_our_forward_equals_diffsynths(weights):
@@ -123,15 +139,20 @@ def test_the_graph_has_no_complex_or_float64_and_dynamic_sizes(graph):
 
 # 7 new frames: a 9-frame run (3 latent frames, expert 2); 30 new frames (not 4k+1 with the ends): 33 frames, expert 4.
 @pytest.mark.parametrize("new_frames,size", [(7, (4, 6)), (30, (2, 4))])
-def test_onnxruntime_equals_eager_for_two_experts(weights, graph, new_frames, size):
+def test_onnxruntime_equals_eager_for_two_experts(tmp_path_factory, graph, new_frames, size):
+    """The graph sfi compile exported from the tiny model folder against diffsynth's forward on the engine's DiT."""
     from engines.semfi_parts.backends.onnx_graph import OnnxDenoiser
 
     path, cache = graph
+    source = tiny_engine(tmp_path_factory).runtime()[0].denoiser.source
     expert = expert_index(model_frame_count(new_frames))
     inputs = inputs_for(new_frames, seed=new_frames, height=size[0], width=size[1])
-    denoiser = OnnxDenoiser(path, source_for(weights), cache)
+    denoiser = OnnxDenoiser(path, source, cache)
     denoiser.use_expert(expert)
-    assert relative(denoiser(*inputs), eager_velocity(weights, expert, inputs)) < 1e-4
+    eager = EagerDenoiser(source, "sdpa", cache)
+    eager.use_expert(expert)
+    with torch.no_grad():
+        assert relative(denoiser(*inputs), eager(*inputs)) < 1e-4
 
 
 def test_compile_equals_eager_without_recompiling_on_an_expert_switch(weights, capsys):
@@ -209,11 +230,6 @@ def test_backends_say_in_one_line_what_they_lack():
 # -- through the CLI, on the tiny model folder ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def wan(tmp_path_factory):
-    return tiny_wan(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("backend_pair")
     for name, image in zip(("a.png", "b.png"), gradient_pair(48, 32)):
@@ -221,21 +237,15 @@ def images(tmp_path_factory):
     return folder / "a.png", folder / "b.png"
 
 
-def flags(wan, cache, *extra):
-    return ["--model-dir", wan.model_dir, "--lora", wan.lora, "--device", "cpu", "--cache-dir", cache, *extra]
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def test_sfi_compile_writes_the_graph_that_interpolate_onnx_reuses_and_matches_eager(sfi, wan, images, tmp_path):
-    cache = tmp_path / "cache"
-    built = sfi("compile", "--engine", "semfi", "--backend", "onnx", "--json", *flags(wan, cache))
-    assert built.code == 0, built.stderr
-    graph_folder = json.loads(built.stdout)["built"][0].split(": ", 1)[1]
-    assert (cache / graph_folder.rsplit("/", 1)[1] / "dit.onnx").is_file() and "exporting the DiT" in built.stderr
+def test_sfi_compile_writes_the_graph_that_interpolate_onnx_reuses_and_matches_eager(sfi, wan, images, tmp_path,
+                                                                                      compiled, graph):
+    built, cache = compiled
+    assert graph[0].parent.parent == cache and "exporting the DiT to ONNX" in built.stderr
     frames = {}
     for backend in ("onnx", "eager"):
         out = tmp_path / backend
