@@ -87,11 +87,13 @@ def check_graph(path: Path) -> None:
 class OnnxDenoiser:
     """The graph under onnxruntime's CPU provider: torch tensors in, the velocity back as a torch tensor."""
 
-    def __init__(self, path: Path, source, store) -> None:
+    def __init__(self, path: Path, source, store, threads: int = 0) -> None:
+        """``threads``: onnxruntime's intra-op threads (0: its default, every core)."""
         import onnxruntime
 
         self.source, self.store = source, store
         options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
         options.log_severity_level = 3  # warnings about unused initializers are not the user's business
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.expert: dict | None = None
