@@ -206,7 +206,7 @@ def main() -> None:
           f"the branches add {big['square']:.2%} to a 5120x5120 linear and {big['ffn']:.2%} to an ffn linear, "
           f"{big['branches'] / big['linears']:.2%} of all linear FLOPs and {big['branches'] / total:.2%} of the block's "
           f"(attention is {big['attention'] / total:.0%} of it): inputs/merged ~ {1 + big['branches'] / total:.3f} "
-          f"from FLOPs, where dim {DIM} gives {1 + at_512['square']:.3f}-{1 + at_512['ffn']:.3f} per linear")
+          f"from FLOPs, where dim {DIM} gives {1 + at_512['ffn']:.3f}-{1 + at_512['square']:.3f} per linear")
     folder.cleanup()
 
 
