@@ -262,7 +262,7 @@ def test_sfi_compile_writes_the_graph_that_interpolate_onnx_reuses_and_matches_e
     assert "backend onnx: usable on cpu" in doctor.stdout and "backend tensorrt: not usable here" in doctor.stdout
 
 
-def test_tensorrt_without_a_gpu_fails_in_one_line(sfi, wan, images, tmp_path):
+def test_tensorrt_without_a_gpu_and_a_missing_kernel_fail_in_one_line(sfi, wan, images, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
     cache = tmp_path / "cache"
@@ -274,3 +274,6 @@ def test_tensorrt_without_a_gpu_fails_in_one_line(sfi, wan, images, tmp_path):
             assert result.code != 0 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
             assert "tensorrt" in lines[0] or "GPU" in lines[0], lines[0]
     assert not cache.exists() and not (tmp_path / "out").exists()
+    kernel = sfi("interpolate", *images, "-n", 7, "-o", tmp_path / "out", "--engine", "semfi", "--attention", "flash3",
+                 *flags(wan, cache))
+    assert kernel.code != 0 and len(kernel.stderr.strip().splitlines()) == 1 and "flash3" in kernel.stderr

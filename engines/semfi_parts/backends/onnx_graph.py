@@ -9,6 +9,7 @@ needs (protobuf stops at 2 GB) and a tiny one uses too, so both take the same pa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from engines.errors import EngineError
@@ -50,7 +51,8 @@ def export_graph(module, expert: dict, text_len: int, folder: Path) -> Path:
     dynamic = {"latents": spatial, "timestep": None, "context": None, "clip_feature": None, "y": spatial,
                "expert": {name: None for name in expert}}
     path = Path(folder) / GRAPH
-    with torch.no_grad(), quiet():
+    with torch.no_grad(), quiet(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)  # derived dims share names
         program = torch.onnx.export(module.eval(), args, kwargs={"expert": expert}, dynamo=True, dynamic_shapes=dynamic,
                                     input_names=[*INPUTS, *expert_input_names()], output_names=[OUTPUT], optimize=True)
         program.save(str(path), external_data=True)

@@ -180,8 +180,8 @@ class TensorRTDenoiser:
             engine = runtime.deserialize_cuda_engine((folder / PLAN).read_bytes())
             if engine is None:
                 raise EngineError(f"TensorRT cannot load '{folder / PLAN}'; delete the folder and run 'sfi compile' again")
-            self.loaded[folder] = (engine, engine.create_execution_context())
-        return self.loaded[folder]
+            self.loaded[folder] = (engine, engine.create_execution_context(), runtime)  # the runtime outlives its engine
+        return self.loaded[folder][:2]
 
     def __call__(self, latents, timestep, context, clip_feature, y):
         import tensorrt as trt
