@@ -213,6 +213,23 @@ def test_tensorrt_profiles_and_engine_key():
     assert tensorrt.timing_cache_path("/cache", identity).name == "timing-11.4.0-NVIDIA-H200.cache"
 
 
+def test_a_pass_finds_the_engine_whose_profile_holds_its_shape(tmp_path):
+    cache = store.Store(tmp_path)
+    identity = {"tensorrt": "11.4.0", "gpu": "NVIDIA H200"}
+    graph_key = store.onnx_key("model", "lora", "bfloat16")
+    short = tensorrt.profiles_for([(848, 480)], [9, 33])
+    long = tensorrt.profiles_for([(832, 480), (848, 480)], [65, 81])
+    made = {name: cache.write(tensorrt.engine_key(graph_key, profiles, identity), lambda f: None)
+            for name, profiles in (("short", short), ("long", long))}
+    cache.write(tensorrt.engine_key(store.onnx_key("model", "other lora", "bfloat16"), short, identity), lambda f: None)
+    assert tensorrt.find_engine(cache, graph_key, identity, (1, 16, 9, 60, 106)) == (made["short"], 0)
+    assert tensorrt.find_engine(cache, graph_key, identity, (1, 16, 21, 60, 106)) == (made["long"], 1)
+    assert tensorrt.find_engine(cache, graph_key, identity, (1, 16, 17, 60, 104)) == (made["long"], 0)
+    assert tensorrt.find_engine(cache, graph_key, identity, (1, 16, 12, 60, 104)) is None  # 45 frames: built for neither
+    assert tensorrt.find_engine(cache, graph_key, {**identity, "gpu": "NVIDIA H100"}, (1, 16, 9, 60, 106)) is None
+    assert tensorrt.find_engine(cache, store.onnx_key("model", "lora", "float32"), identity, (1, 16, 9, 60, 106)) is None
+
+
 def test_backends_say_in_one_line_what_they_lack():
     assert backend_problem("eager", "sdpa", "cpu", "float32") is None
     assert backend_problem("onnx", "sdpa", "cpu", "float32") is None

@@ -141,6 +141,21 @@ def build(source, store, profiles: list[Profile]) -> Path:
     return folder
 
 
+def find_engine(store, graph_key: dict[str, Any], identity: dict[str, str], latent_shape: tuple[int, ...]):
+    """(folder, profile index) of the first cached engine built from this graph, TensorRT and GPU whose
+    profiles hold ``latent_shape``; None when there is none."""
+    wanted = {**graph_key, **identity, "kind": "tensorrt"}
+    for entry in store.entries():
+        key = entry.meta.get("key", {})
+        if any(key.get(name) != value for name, value in wanted.items()):
+            continue
+        profiles = [Profile(w, h, tuple(f)) for w, h, f in key["profiles"]]
+        index = next((i for i, p in enumerate(profiles) if p.holds(latent_shape)), None)
+        if index is not None:
+            return entry.folder, index
+    return None
+
+
 class TensorRTDenoiser:
     """Runs the engine that holds each pass's shape (built by ``sfi compile``) on torch CUDA tensors."""
 
@@ -158,19 +173,15 @@ class TensorRTDenoiser:
 
     def engine_for(self, latent_shape: tuple[int, ...]):
         """(engine, context, profile index) of a cached engine for this model whose profiles hold the shape."""
-        for entry in self.store.entries():
-            key = entry.meta.get("key", {})
-            if key.get("kind") != "tensorrt" or any(key.get(k) != v for k, v in {**self.graph_key, **self.identity}.items()
-                                                      if k != "kind"):
-                continue
-            profiles = [Profile(w, h, tuple(f)) for w, h, f in key["profiles"]]
-            index = next((i for i, p in enumerate(profiles) if p.holds(latent_shape)), None)
-            if index is not None:
-                return (*self.load(entry.folder), index)
-        frames, height, width = latent_shape[2:]
-        raise EngineError(f"no TensorRT engine in '{self.store.root}' holds {4 * (frames - 1) + 1} model frames at "
-                          f"{width * 8}x{height * 8} for this model, LoRA, TensorRT {self.identity['tensorrt']} and GPU; "
-                          f"build one with 'sfi compile --engine semfi --size WxH --frames N' (the footage's size and new frames)")
+        found = find_engine(self.store, self.graph_key, self.identity, latent_shape)
+        if found is None:
+            frames, height, width = latent_shape[2:]
+            raise EngineError(f"no TensorRT engine in '{self.store.root}' holds {4 * (frames - 1) + 1} model frames at "
+                              f"{width * 8}x{height * 8} for this model, LoRA, TensorRT {self.identity['tensorrt']} and GPU; "
+                              f"build one with 'sfi compile --engine semfi --size WxH --frames N' (the footage's size and "
+                              f"new frames)")
+        folder, index = found
+        return (*self.load(folder), index)
 
     def load(self, folder: Path):
         if folder not in self.loaded:
@@ -181,7 +192,22 @@ class TensorRTDenoiser:
             if engine is None:
                 raise EngineError(f"TensorRT cannot load '{folder / PLAN}'; delete the folder and run 'sfi compile' again")
             self.loaded[folder] = (engine, engine.create_execution_context(), runtime)  # the runtime outlives its engine
+            self.release_torch_dit()
         return self.loaded[folder][:2]
+
+    def release_torch_dit(self) -> None:
+        """Move the PyTorch DiT (loaded onto the GPU in memory mode full) to CPU RAM: the engine holds its own
+        weights, and two copies of a 14B DiT do not fit beside each other on an 80 GB card."""
+        import torch
+
+        from engines.semfi_parts.backends.denoisers import log
+
+        dit = self.source.dit
+        if getattr(dit, "vram_management_enabled", False) or not next(dit.parameters()).is_cuda:
+            return
+        dit.to("cpu")
+        torch.cuda.empty_cache()
+        log("the PyTorch DiT moved to CPU RAM: the TensorRT engine runs every pass")
 
     def __call__(self, latents, timestep, context, clip_feature, y):
         import tensorrt as trt
