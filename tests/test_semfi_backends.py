@@ -132,7 +132,7 @@ def test_the_graph_has_no_complex_or_float64_and_dynamic_sizes(graph):
     assert (path.parent / "dit.onnx.data").stat().st_size > path.stat().st_size  # weights in the external file
     model = onnx.load(str(path), load_external_data=False)
     names = [i.name for i in model.graph.input]
-    assert names == [*onnx_graph.INPUTS, *expert_input_names()]
+    assert names == [*onnx_graph.INPUTS, *expert_input_names()] and model.opset_import[0].version == onnx_graph.OPSET
     latents = model.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in latents[:2]] == [1, 16] and all(d.dim_param for d in latents[2:])
 

@@ -22,6 +22,9 @@ OUTPUT = "velocity"
 MAX_LATENT_FRAMES = 64
 MAX_HALF_LATENT = 128
 FORBIDDEN_TYPES = ("DOUBLE", "COMPLEX64", "COMPLEX128")
+# Opset 20: LayerNormalization and Gelu as single ops, which TensorRT 10.12+ and 11 parse; pinned so that a newer
+# torch default (Attention, RMSNormalization at 23) does not change what the builder gets.
+OPSET = 20
 
 
 def example_inputs(dit, text_len: int, dtype, device, frames: int = 3, half_height: int = 2, half_width: int = 3):
@@ -54,7 +57,8 @@ def export_graph(module, expert: dict, text_len: int, folder: Path) -> Path:
     with torch.no_grad(), quiet(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)  # derived dims share names
         program = torch.onnx.export(module.eval(), args, kwargs={"expert": expert}, dynamo=True, dynamic_shapes=dynamic,
-                                    input_names=[*INPUTS, *expert_input_names()], output_names=[OUTPUT], optimize=True)
+                                    opset_version=OPSET, input_names=[*INPUTS, *expert_input_names()],
+                                    output_names=[OUTPUT], optimize=True)
         program.save(str(path), external_data=True)
     return path
 
