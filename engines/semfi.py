@@ -11,13 +11,14 @@ imported only when needed.
 
 Settings (the ``[engines.semfi]`` section of sfi.toml):
 model_dir, lora: the Wan2.1-I2V-14B-720P folder and semfi.ckpt; device: cuda, cuda:N or
-cpu; dtype: auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32; backend:
-eager, compile, onnx or tensorrt, attention: sdpa, flash3 or sage, cache_dir: where exported graphs
-and TensorRT engines are kept (``semfi_parts.backends``); steps,
+cpu; dtype: auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32; steps,
 cfg, shift: sampler (official: 50, 5.0, 5.0); negative_prompt: used when a gap has none;
 area: working size, 480p, 720p or a pixel count; memory_mode: auto, full, offload, stream.
 What SemFi needs (packages, files, device) is checked in ``semfi_parts.diagnosis``: the one
 answer for availability, ``auto`` and ``sfi doctor``.
+
+backend (eager, compile, onnx, tensorrt), attention (sdpa, flash3, sage) and cache_dir (where
+exported graphs and TensorRT engines are kept) choose how each DiT pass runs (``semfi_parts.backends``).
 """
 
 from __future__ import annotations
@@ -174,9 +175,7 @@ class SemFiEngine(Engine):
     @classmethod
     def key_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
         """Every setting resolved (dtype, area in pixels, paths); memory_mode is left out because every mode
-        gives the same frames (tests/test_semfi_engine.py checks it), cache_dir because it only says where
-        graphs are kept, and the device counts by its kind only. The backend and attention kernel count: their
-        frames agree with eager's closely (tests/test_semfi_backends.py), not bit for bit."""
+        gives the same frames (tests/test_semfi_engine.py checks it), and the device counts by its kind only."""
         from engines.semfi_parts import rules
 
         merged = with_defaults(settings)
@@ -186,6 +185,8 @@ class SemFiEngine(Engine):
             "lora": str(Path(merged["lora"]).expanduser().resolve()),
             "device_type": "cuda" if device.startswith("cuda") else device,
             "dtype": resolve_dtype_name(str(merged["dtype"]), device),
+            # cache_dir is left out (it says where graphs are kept); backend and attention count, as their frames
+            # agree with eager's closely (tests/test_semfi_backends.py), not bit for bit
             "backend": str(merged["backend"]),
             "attention": str(merged["attention"]),
             "steps": int(merged["steps"]),
@@ -206,6 +207,28 @@ class SemFiEngine(Engine):
         if self._runtime is None:
             self._runtime = self._load()
         return self._runtime
+
+    def compile(self, sizes: list[tuple[int, int]], counts: list[int]) -> list[str]:
+        """Build ahead of time what the backend needs for footage of ``sizes`` with ``counts`` new frames
+        (``sfi compile``): the ONNX graph for onnx, and the TensorRT engine as well for tensorrt. Returns what
+        was made or found, one line each."""
+        from engines.semfi_parts import rules
+        from engines.semfi_parts.backends import tensorrt
+        from engines.semfi_parts.backends.denoisers import onnx_graph
+
+        if self.backend not in ("onnx", "tensorrt"):
+            raise EngineError(f"sfi compile builds for backend onnx or tensorrt, not '{self.backend}' "
+                              f"(compile compiles on first use); pass --backend tensorrt or --backend onnx")
+        working = [rules.working_size(width, height, self.area) for width, height in sizes]
+        sampler, _ = self.runtime()
+        source = sampler.denoiser.source
+        store = sampler.denoiser.store
+        made = [f"ONNX graph: {onnx_graph(source, store).parent}"]
+        if self.backend == "tensorrt":
+            profiles = tensorrt.profiles_for(working, [rules.model_frame_count(count) for count in counts])
+            made.append(f"TensorRT engine ({'; '.join(p.describe() for p in profiles)}): "
+                        f"{tensorrt.build(source, store, profiles)}")
+        return made
 
     def _load(self):
         from engines.semfi_parts import loading, memory, mol
@@ -274,25 +297,3 @@ class SemFiEngine(Engine):
         self.check_raw_size(*size)
         return self._run(first, last, self.model_frames(count), size, prompt=prompt,
                          negative_prompt=negative_prompt, seed=seed, progress=progress)
-
-    def compile(self, sizes: list[tuple[int, int]], counts: list[int]) -> list[str]:
-        """Build ahead of time what the backend needs for footage of ``sizes`` with ``counts`` new frames
-        (``sfi compile``): the ONNX graph for onnx, and the TensorRT engine as well for tensorrt. Returns what
-        was made or found, one line each."""
-        from engines.semfi_parts import rules
-        from engines.semfi_parts.backends import tensorrt
-        from engines.semfi_parts.backends.denoisers import onnx_graph
-
-        if self.backend not in ("onnx", "tensorrt"):
-            raise EngineError(f"sfi compile builds for backend onnx or tensorrt, not '{self.backend}' "
-                              f"(compile compiles on first use); pass --backend tensorrt or --backend onnx")
-        working = [rules.working_size(width, height, self.area) for width, height in sizes]
-        sampler, _ = self.runtime()
-        source = sampler.denoiser.source
-        store = sampler.denoiser.store
-        made = [f"ONNX graph: {onnx_graph(source, store).parent}"]
-        if self.backend == "tensorrt":
-            profiles = tensorrt.profiles_for(working, [rules.model_frame_count(count) for count in counts])
-            made.append(f"TensorRT engine ({'; '.join(p.describe() for p in profiles)}): "
-                        f"{tensorrt.build(source, store, profiles)}")
-        return made

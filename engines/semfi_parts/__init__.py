@@ -7,11 +7,11 @@
 - ``mol``: reads ``semfi.ckpt`` and merges the universal + chosen expert LoRA into the DiT.
 - ``memory``: what each GPU memory mode needs and which one fits.
 - ``sampler``: conditioning, the flow-matching sampling loop and decoding.
-- ``backends``: how each DiT pass runs (eager, compile, onnx, tensorrt), our exportable DiT
-  forward, the ONNX export, TensorRT engines and their cache.
 - ``delivery``: turns the model's frames into exactly the frames an editor asked for.
 - ``diagnosis``: whether everything SemFi needs is here (``SemFiEngine.diagnose``), for
   availability, ``auto`` and ``sfi doctor`` alike.
+- ``backends``: how each DiT pass runs (eager, compile, onnx, tensorrt), our exportable DiT
+  forward, the ONNX export, TensorRT engines and their cache.
 
 Only ``engines/semfi.py`` imports these, and only once the engine is used.
 """

@@ -188,26 +188,18 @@ class MixtureOfLoRA:
         self.pristine = True  # parameters still hold the loaded base weights
 
     def activate(self, expert: int) -> bool:
-        """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT; returns False when already active."""
-        if not 1 <= expert < LORA_COUNT:
-            raise ValueError(f"expert index must be 1..{LORA_COUNT - 1}, got {expert}")
-        return self._merge(expert)
-
-    def merge_universal(self) -> bool:
-        """Merge LoRA 0 alone: the weights of a graph that takes the expert as inputs (``backends.dit``)."""
-        return self._merge(UNIVERSAL)
-
-    def _merge(self, expert: int) -> bool:
+        """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT, or LoRA 0 alone for ``UNIVERSAL`` (``merge_universal``);
+        returns False when already active."""
         import torch
 
+        if not UNIVERSAL <= expert < LORA_COUNT:
+            raise ValueError(f"expert index must be 1..{LORA_COUNT - 1} (or {UNIVERSAL}: the universal LoRA alone), got {expert}")
         if expert == self.active:
             return False
         with torch.no_grad():
             for name, loras in self.loras.items():
                 linear = self.dit.get_submodule(name)
-                deltas = [loras[UNIVERSAL].deltas(self.device)]
-                if expert != UNIVERSAL:
-                    deltas.append(loras[expert].deltas(self.device))
+                deltas = [loras[index].deltas(self.device) for index in dict.fromkeys((UNIVERSAL, expert))]
                 for position, (kind, param) in enumerate((("weight", linear.weight), ("bias", linear.bias))):
                     if self.pristine:
                         base = param.detach()
@@ -219,3 +211,7 @@ class MixtureOfLoRA:
         self.pristine = False
         self.active = expert
         return True
+
+    def merge_universal(self) -> bool:
+        """The universal LoRA alone: the weights of a graph that takes the expert as inputs (``backends.dit``)."""
+        return self.activate(UNIVERSAL)
