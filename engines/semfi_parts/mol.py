@@ -188,25 +188,30 @@ class MixtureOfLoRA:
         self.pristine = True  # parameters still hold the loaded base weights
 
     def activate(self, expert: int) -> bool:
-        """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT; returns False when already active."""
+        """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT, or LoRA 0 alone for ``UNIVERSAL`` (``merge_universal``);
+        returns False when already active."""
         import torch
 
-        if not 1 <= expert < LORA_COUNT:
-            raise ValueError(f"expert index must be 1..{LORA_COUNT - 1}, got {expert}")
+        if not UNIVERSAL <= expert < LORA_COUNT:
+            raise ValueError(f"expert index must be 1..{LORA_COUNT - 1} (or {UNIVERSAL}: the universal LoRA alone), got {expert}")
         if expert == self.active:
             return False
         with torch.no_grad():
             for name, loras in self.loras.items():
                 linear = self.dit.get_submodule(name)
-                universal, chosen = loras[UNIVERSAL].deltas(self.device), loras[expert].deltas(self.device)
+                deltas = [loras[index].deltas(self.device) for index in dict.fromkeys((UNIVERSAL, expert))]
                 for position, (kind, param) in enumerate((("weight", linear.weight), ("bias", linear.bias))):
                     if self.pristine:
                         base = param.detach()
                     else:  # the same conversion the loader applied, so the base is bit-identical
                         base = self.base(f"{name}.{kind}").to(param.dtype)
                     merged = base.to(device=self.device, dtype=torch.float32, copy=True)
-                    merged += universal[position] + chosen[position]
+                    merged += sum((delta[position] for delta in deltas[1:]), deltas[0][position])
                     param.data.copy_(merged.to(param.dtype))
         self.pristine = False
         self.active = expert
         return True
+
+    def merge_universal(self) -> bool:
+        """The universal LoRA alone: the weights of a graph that takes the expert as inputs (``backends.dit``)."""
+        return self.activate(UNIVERSAL)

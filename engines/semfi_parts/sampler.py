@@ -1,11 +1,11 @@
 """One SemFi model run: conditioning, flow-matching sampling with CFG, decoding.
 
-diffsynth supplies the models, the DiT forward (``model_fn_wan_video``; ``WanModel.forward``
-itself is broken in 2.1.12), the flow-matching scheduler, seeded noise and moving models
+diffsynth supplies the models, the flow-matching scheduler, seeded noise and moving models
 on and off the GPU (``WanVideoPipeline`` is used as that container only). What SemFi
 changes in Wan-I2V (both ends in the guidance video and mask, CLIP features of both frames
 summed) is done here, with the rules from ``rules``; diffsynth's own image units would
-concatenate the two CLIP features instead.
+concatenate the two CLIP features instead. Each DiT pass goes through the denoiser the
+engine's backend setting made (``backends.denoisers``; eager is diffsynth's ``model_fn_wan_video``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def make_scheduler(steps: int, shift: float):
 class Sampler:
     """Runs SemFi on loaded Wan models (see ``loading.load_models``)."""
 
-    def __init__(self, models, device: str, dtype) -> None:
+    def __init__(self, models, device: str, dtype, denoiser) -> None:
+        """``denoiser(latents, timestep, context, clip_feature, y) -> velocity`` runs one DiT pass (``backends``)."""
         from diffsynth.pipelines.wan_video import WanVideoPipeline
 
         self.pipe = WanVideoPipeline(device=device, torch_dtype=dtype)
@@ -56,6 +57,7 @@ class Sampler:
         self.pipe.image_encoder, self.pipe.vae, self.pipe.tokenizer = models.image_encoder, models.vae, models.tokenizer
         self.pipe.vram_management_enabled = self.pipe.check_vram_management_state()
         self.device, self.dtype = device, dtype
+        self.denoiser = denoiser
 
     def encode_text(self, prompt: str):
         """umT5 embeddings (1, text_len, C), zero past the prompt's token count."""
@@ -81,7 +83,6 @@ class Sampler:
     def run(self, request: Request, progress: Callable[[int, int], None] | None = None):
         """The run's decoded frames (``request.frames`` HxWx3 uint8 at the working size)."""
         import torch
-        from diffsynth.pipelines.wan_video import model_fn_wan_video
 
         total = request.steps + 2
         report = progress or (lambda done, total: None)
@@ -103,10 +104,9 @@ class Sampler:
             pipe.load_models_to_device(["dit"])
             for index, timestep in enumerate(scheduler.timesteps):
                 step_time = timestep[None].to(dtype=self.dtype, device=self.device)
-                inputs = dict(dit=pipe.dit, latents=latents, timestep=step_time, clip_feature=clip_feature, y=y)
-                velocity = model_fn_wan_video(context=context, **inputs)
+                velocity = self.denoiser(latents, step_time, context, clip_feature, y)
                 if negative is not None:
-                    unguided = model_fn_wan_video(context=negative, **inputs)
+                    unguided = self.denoiser(latents, step_time, negative, clip_feature, y)
                     velocity = unguided + request.cfg * (velocity - unguided)
                 latents = scheduler.step(velocity, timestep, latents)
                 report(index + 2, total)

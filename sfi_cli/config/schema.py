@@ -20,6 +20,19 @@ def engine_names() -> tuple[str, ...]:
     return ("auto", *sorted(REGISTRY))
 
 
+def semfi_backends() -> tuple[str, ...]:
+    """SemFi's DiT backends, from the engine's package (imported only when a value is checked)."""
+    from engines.semfi_parts.backends import BACKENDS
+
+    return BACKENDS
+
+
+def semfi_attentions() -> tuple[str, ...]:
+    from engines.semfi_parts.backends.attention import ATTENTIONS
+
+    return ATTENTIONS
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: accepted TOML types, default, allowed values if it is a choice (a tuple, or a function
@@ -110,6 +123,13 @@ SCHEMA: dict[str, Key] = {
             help="cuda, cuda:N or cpu (very slow)"),
     "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32"), flag="--dtype",
             help="Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
+    "engines.semfi.backend": Key((str,), "eager", semfi_backends, flag="--backend",
+            help="How the SemFi DiT runs: eager (PyTorch), compile (torch.compile), onnx (onnxruntime on the CPU) "
+                 "or tensorrt (an engine built by 'sfi compile'); docs/semfi.md"),
+    "engines.semfi.attention": Key((str,), "sdpa", semfi_attentions, flag="--attention",
+            help="SemFi attention kernel: sdpa, flash3 (FlashAttention-3) or sage (SageAttention), when installed"),
+    "engines.semfi.cache_dir": Key((str,), "", flag="--cache-dir",
+            help="Where SemFi's ONNX graphs and TensorRT engines are kept (default: the user cache folder, sfi/semfi)"),
     "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream"), flag="--memory-mode",
             help="GPU memory use; auto picks from free GPU memory"),
     "engines.semfi.area": Key((str, int), "480p", flag="--area",
