@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class Engine:
     # Engines this one builds on: ``engines.load_engine`` builds each with its own configured settings
     # and passes it to this engine's constructor as a keyword of that name.
     uses: ClassVar[tuple[str, ...]] = ()
+    # Whether ``generate_at`` makes frames at any times of the caller's (``sfi retime``); an engine that makes
+    # only evenly spaced frames (SemFi's model) leaves it False.
+    any_times: ClassVar[bool] = False
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
@@ -139,11 +142,36 @@ class Engine:
         manifest entry of the gap show it. It is complete once the frames are."""
         raise NotImplementedError
 
+    def generate_at(self, first: np.ndarray, last: np.ndarray, times: Sequence[float], *,
+                    progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+        """The frames at ``times`` (each strictly between 0 and 1, in any order and spacing) from ``first`` to
+        ``last``, one at a time, as ``generate`` makes its evenly spaced ones (``generate`` is this at
+        ``frame_times(count)``): what retiming a clip to another rate needs. Only engines with ``any_times``
+        have it; ``progress`` and ``notes`` as for ``generate``."""
+        raise NotImplementedError(f"engine '{self.name}' makes evenly spaced frames only")
 
-def frame_times(count: int) -> Iterator[float]:
-    """The evenly spaced times in (0, 1) of ``count`` in-between frames, one at a time: a gap of any
-    length is made in the memory of one frame (an array of all the times would not be)."""
-    return ((index + 1) / (count + 1) for index in range(count))
+
+class EvenTimes(Sequence):
+    """The evenly spaced times in (0, 1) of ``count`` in-between frames, worked out as they are asked for:
+    a gap of any length is made in the memory of one frame (a list of all the times would not be)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        return (index % self.count + 1) / (self.count + 1)
+
+
+def frame_times(count: int) -> EvenTimes:
+    """The times of ``count`` in-betweens as ``Engine.generate`` places them: frame i at (i + 1) / (count + 1)."""
+    return EvenTimes(count)
 
 
 def at_depth(frame: np.ndarray, dtype) -> np.ndarray:

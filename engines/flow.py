@@ -225,6 +225,7 @@ def in_between(field: MotionField, first: np.ndarray, last: np.ndarray, t: float
 
 class FlowEngine(Engine):
     name = "flow"
+    any_times = True
 
     DEFAULTS = {"flow_width": 480, "min_confidence": 0.35}
 
@@ -257,17 +258,21 @@ class FlowEngine(Engine):
     def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
         """The one frame at time ``t`` (0 < t < 1) from ``first`` to ``last``, made as ``generate`` makes each of
         its frames; for callers that need frames at times of their own (SemFi's retiming)."""
-        return frame_at(self.motion(first, last)[0], first, last, t)
+        return next(self.generate_at(first, last, [t]))
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
                  progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
-        field, found = self.motion(first, last)  # measured once, shared by every frame of the gap
+        return self.generate_at(first, last, frame_times(count), progress=progress, notes=notes)
+
+    def generate_at(self, first, last, times, *, progress: ProgressCallback | None = None,
+                    notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+        field, found = self.motion(first, last)  # measured once, shared by every frame between the two
         if notes is not None:
             notes.update(found)
-        for index, t in enumerate(frame_times(count)):
+        for index, t in enumerate(times):
             frame = frame_at(field, first, last, float(t))
             if progress:
-                progress(index + 1, count)
+                progress(index + 1, len(times))
             yield frame
 
 

@@ -98,9 +98,11 @@ def resolve_sources(recipe: Recipe, probed: Mapping[Path, MediaInfo]) -> dict[st
     return sources
 
 
-def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, default_fps: Fraction) -> Picture:
+def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, default_fps: Fraction, *,
+                   conformed: bool = True) -> Picture:
     """Rate, size and pixel format of the output: the recipe's where it says, else the first video's (odd
-    sizes padded to what the pixel format needs), with a warning for each thing the sources lose."""
+    sizes padded to what the pixel format needs), with a warning for each thing the sources lose (a rate
+    conversion only where footage is ``conformed`` to the output's rate, not where it is retimed)."""
     videos = [sources[str(shot.path)] for shot in recipe.shots if shot.kind == "video"]
     primary = videos[0] if videos else None
     info = primary.info if primary else None
@@ -117,9 +119,9 @@ def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, defau
     warnings = formats.picture_warnings(size, pad, pix_fmt, codec, info, infos, keep_rotation=keep_rotation,
                                         images=images)
     warnings += [f"'{i.path.name}' has a variable frame rate: converting it to a constant {format_rate(rate)} fps"
-                 for i in infos if i.vfr]
+                 for i in infos if i.vfr and conformed]
     warnings += [f"'{i.path.name}' runs at {format_rate(i.rate)} fps: converting it to the output's {format_rate(rate)} fps"
-                 for i in infos if not i.vfr and i.rate != rate]
+                 for i in infos if not i.vfr and i.rate != rate and conformed]
     return Picture(codec, pix_fmt, (size[0] + pad[0], size[1] + pad[1]), pad, rate, primary, keep_rotation, one_source,
                    tuple(warnings))
 
