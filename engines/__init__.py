@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "crossfade": "engines.crossfade:CrossfadeEngine",
     "semfi": "engines.semfi:SemFiEngine",
     "rife": "engines.rife:RifeEngine",
+    "dissolve": "engines.dissolve:DissolveEngine",
 }
 
 # ``auto`` tries these in order and takes the first that can run here (and suits it: SemFi and RIFE on a GPU only).

@@ -12,6 +12,19 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
+class ShotFrames:
+    """Real frames of the two shots a transition joins, for an engine that keeps both playing through it
+    (``uses_shots``): each shot's frames in time order, and for new frame j where in them it shows each shot
+    (``outgoing_at[j]``, ``incoming_at[j]``: a place between two frames lies between them; one past the last
+    outgoing frame, or before the first incoming one, continues that shot's motion)."""
+
+    outgoing: Sequence[np.ndarray]
+    incoming: Sequence[np.ndarray]
+    outgoing_at: Sequence[float]
+    incoming_at: Sequence[float]
+
+
+@dataclass(frozen=True)
 class Check:
     """One finding of ``Engine.diagnose``: ``status`` is ok, warn (works, but note this) or fail (the
     engine cannot run); ``item`` is what was checked, ``detail`` what was found, ``fix`` what to do."""
@@ -51,6 +64,8 @@ class Engine:
     # Whether ``generate_at`` makes frames at any times of the caller's (``sfi retime``); an engine that makes
     # only evenly spaced frames (SemFi's model) leaves it False.
     any_times: ClassVar[bool] = False
+    # Whether ``generate`` takes ``shots``: the real frames of both shots around a transition (a live dissolve).
+    uses_shots: ClassVar[bool] = False
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
@@ -139,7 +154,8 @@ class Engine:
     ) -> Iterable[np.ndarray]:
         """The ``count`` in-between frames, one at a time. ``notes``, when given, receives what the engine
         found out while making them that an editor should know (a fallback and why): the log line and the
-        manifest entry of the gap show it. It is complete once the frames are."""
+        manifest entry of the gap show it. It is complete once the frames are. An engine with ``uses_shots``
+        also takes ``shots=ShotFrames(...)`` where the two ends are frames of shots that play on."""
         raise NotImplementedError
 
     def generate_at(self, first: np.ndarray, last: np.ndarray, times: Sequence[float], *,

@@ -50,11 +50,19 @@ class TransitionJob:
 
     @property
     def first(self) -> np.ndarray:
-        return self.frames[0]
+        return self.frames[self.params["shots"]["ends"][0] if "shots" in self.params else 0]
 
     @property
     def last(self) -> np.ndarray:
-        return self.frames[-1]
+        return self.frames[self.params["shots"]["ends"][1] if "shots" in self.params else -1]
+
+    def shot_frames(self):
+        """The two shots' frames and places for an engine that keeps them playing (``Gap.shot_places``)."""
+        from engines.base import ShotFrames
+
+        places = self.params["shots"]
+        split = places["outgoing"]
+        return ShotFrames(self.frames[:split], self.frames[split:], places["outgoing_at"], places["incoming_at"])
 
 
 _placement: dict[str, str | None] = {"device": None}  # per process: the device a worker was given, if any
@@ -129,7 +137,7 @@ def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
     else:
         frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
                                  negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress,
-                                 notes=notes)
+                                 notes=notes, **({"shots": job.shot_frames()} if "shots" in params else {}))
     cache = GapCache(job.work_dir, job.ffmpeg, tidy=False)
     try:
         cache.store(job.key, counted(frames, params["count"], engine.name), {"engine": engine.cache_key(), **job.meta},

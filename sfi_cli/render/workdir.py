@@ -86,7 +86,8 @@ def boundary_identity(plan: Plan, side: tuple[str, int]) -> dict[str, Any]:
 def gap_params(gap: Gap) -> dict[str, Any]:
     """The gap's own settings that change its frames (a retimed chunk's: the times of its frames too)."""
     return {"count": gap.count, "prompt": gap.prompt, "negative_prompt": gap.negative_prompt, "seed": gap.seed,
-            **({"times": [list(place) for place in gap.times]} if gap.times else {})}
+            **({"times": [list(place) for place in gap.times]} if gap.times else {}),
+            **({"shots": gap.shot_places()} if gap.shots else {})}
 
 
 def gap_key(engine: str, settings: dict[str, Any], params: dict[str, Any], boundaries: Iterable[dict[str, Any]]) -> str:

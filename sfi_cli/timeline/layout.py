@@ -242,10 +242,16 @@ class _Timeline:
         self.position += segment.frames
 
     def add_gap(self, count: int, spec: TransitionSpec | None, mode: str, before: tuple[str, int],
-                after: tuple[str, int], label: str) -> None:
-        gap = Gap(len(self.gaps), count, self.engines.of(spec), spec.prompt if spec else "",
+                after: tuple[str, int], label: str, around: tuple[Shot, Shot] | None = None) -> None:
+        """A gap; ``around``: the shots a transition joins, whose frames go with it to an engine that keeps them
+        playing (``Engine.uses_shots``)."""
+        from engines import engine_class
+
+        engine = self.engines.of(spec)
+        shots = shot_ranges(*around, before, after) if around and engine_class(engine).uses_shots else None
+        gap = Gap(len(self.gaps), count, engine, spec.prompt if spec else "",
                   spec.negative_prompt if spec else "", spec.seed if spec else 0, mode, before, after, self.position,
-                  label)
+                  label, shots=shots)
         self.gaps.append(gap)
         self.add(Generated(gap.index, count))
 
@@ -272,5 +278,18 @@ def lay_out(shots: list[Shot], rate: Fraction, engines: EngineNames) -> tuple[tu
             before = (key, last - 1 if shot.source.kind == "video" else 0)
             after = (following.source.key, following.shown[0] if following.source.kind == "video" else 0)
             timeline.add_gap(shot.transition_frames, shot.spec.transition, shot.spec.transition.mode, before, after,
-                             f"shot {index + 1} -> {index + 2} at {format_timecode(timeline.position, rate)}")
+                             f"shot {index + 1} -> {index + 2} at {format_timecode(timeline.position, rate)}",
+                             around=(shot, following))
     return tuple(timeline.segments), tuple(timeline.gaps)
+
+
+def shot_ranges(outgoing: Shot, incoming: Shot, before: tuple[str, int],
+                after: tuple[str, int]) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+    """The real frames of both shots a transition hands its engine (``Gap.shots``): the outgoing shot's from the
+    one before ``before`` to its end, the incoming one's from its start to the one after ``after`` (the frames
+    a replace transition takes, and each shot's motion into the cut); an image is its one frame."""
+    def frames(shot: Shot, first: int, last: int) -> tuple[str, int, int]:
+        return (shot.source.key, 0, 0) if shot.source.kind == "image" else (shot.source.key, first, last)
+
+    return (frames(outgoing, max(outgoing.start, before[1] - 1), outgoing.stop - 1),
+            frames(incoming, incoming.start, min(incoming.stop - 1, after[1] + 1)))

@@ -90,6 +90,9 @@ class Generated:
 Segment = Union[Footage, Still, Generated]
 
 
+LAYER_STEP = {"replace": 1.0, "insert": 0.5}  # frames of each shot per new frame of a live dissolve
+
+
 @dataclass(frozen=True)
 class Gap:
     """A transition to make: ``count`` new frames between frame ``before`` of one source and frame ``after``
@@ -110,14 +113,32 @@ class Gap:
     output_start: int  # first output frame of the gap
     label: str
     times: tuple[tuple[int, float], ...] = ()  # a retimed chunk's frames (see above); () for a transition
+    # For an engine that keeps both shots playing (``Engine.uses_shots``): the real frames (source, first, last)
+    # of the outgoing shot up to the cut and of the incoming one from it, ``before`` and ``after`` among them.
+    shots: tuple[tuple[str, int, int], tuple[str, int, int]] | None = None
 
     @property
     def real_frames(self) -> tuple[tuple[str, int], ...]:
-        """The source frames its job is made from: the two ends, or every frame of a retimed chunk."""
+        """The source frames its job is made from: the two ends, both shots' frames around the cut, or every
+        frame of a retimed chunk."""
+        if self.shots:
+            return tuple((source, index) for source, first, last in self.shots for index in range(first, last + 1))
         if not self.times:
             return self.before, self.after
         source, first = self.before
         return tuple((source, index) for index in range(first, self.after[1] + 1))
+
+    def shot_places(self) -> dict[str, Any]:
+        """Where in its shots' frames (``shots``) each new frame shows them: replace runs both shots on at their
+        own speed through the frames it takes; insert plays them on at half speed from ``before`` and into
+        ``after`` (a place past a shot's last frame continues its motion: ``engines.base.ShotFrames``)."""
+        (_, out_first, out_last), (_, in_first, _) = self.shots
+        step = LAYER_STEP[self.mode]
+        outgoing, incoming = self.before[1] - out_first, self.after[1] - in_first
+        return {"outgoing": out_last - out_first + 1,
+                "outgoing_at": [outgoing + step * (j + 1) for j in range(self.count)],
+                "incoming_at": [incoming - step * (self.count - j) for j in range(self.count)],
+                "ends": [outgoing, out_last - out_first + 1 + incoming]}
 
 
 @dataclass(frozen=True)
