@@ -85,6 +85,7 @@ render_options = option_group(
     click.option("--transitions-only", type=click.Path(path_type=Path, file_okay=False), default=None,
                  help="Make only the transitions, each as its own ProRes clip with handles, into this folder."),
     keyed_option("timeline.handles"),
+    keyed_option("timeline.media"),
 )
 
 
@@ -114,7 +115,8 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
         raise SfiError(f"--workers {workers} and --devices ({len(devices)} devices) disagree: the local executor runs "
                        f"one worker per device; give one of them")
     passes = (only,) if only else PASSES
-    extras = editor_extras(timeline, transitions_only, handles=config["timeline.handles"], force=force, only=only,
+    extras = editor_extras(timeline, transitions_only, handles=config["timeline.handles"], media=config["timeline.media"],
+                           force=force, only=only,
                            sheet=sheet)
     if transitions_only is not None:
         passes = ("transitions",)
@@ -140,7 +142,7 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
-def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handles: int, force: bool,
+def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handles: int, media: str, force: bool,
                   only: str | None, sheet: Path | None) -> tuple:
     """What ``--timeline`` / ``--transitions-only`` add to a render, checked before any work."""
     if timeline is None and transitions_only is None:
@@ -150,11 +152,11 @@ def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handl
     if transitions_only is not None:
         if timeline is not None or only or sheet:
             raise SfiError("--transitions-only makes the transitions alone: it takes no --timeline, --only or --sheet")
-        return (TransitionClips(transitions_only, handles=handles, force=force),)
+        return (TransitionClips(transitions_only, handles=handles, force=force, media=media),)
     if only == "transitions":
         raise SfiError("--timeline describes the finished output, so it needs the splice: drop --only transitions "
                        "(or use --transitions-only DIR for the transitions alone)")
-    return (TimelineExport(timeline, handles=handles, force=force),)
+    return (TimelineExport(timeline, handles=handles, force=force, media=media),)
 
 
 def anchor_output(output: Path | None, transitions_only: Path | None) -> Path | None:
@@ -249,8 +251,9 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
 
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output .mp4/.mov/.mkv, or a PNG sequence: a folder or frames/name_%06d.png (default: [output] "
+                   "path in the recipe).")
 @click.option("--source", "sources", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
               help="For a cut list (.edl/.xml/.otio): the video its clips play (repeat for several, matched by "
                    "file or reel name); default: the media paths in the cut list.")
@@ -297,8 +300,9 @@ def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path,
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself (not with --transitions-only).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes), or a PNG sequence (a folder, or frames/name_%06d.png); "
+                   "never the input itself (not with --transitions-only).")
 @length_options
 @click.option("--prompt", type=PROMPT, default="", help="What should happen in each transition (text-guided engines).")
 @click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
@@ -337,8 +341,9 @@ def fill(obj: Context, video: Path, output: Path | None, frames: int | None, pro
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes), or a PNG sequence (a folder, or frames/name_%06d.png); "
+                   "never the input itself.")
 @keyed_option("retime.fps")
 @keyed_option("retime.slowmo")
 @keyed_option("retime.audio")

@@ -47,8 +47,9 @@ SCHEMA: dict[str, Key] = {
             help="Engine: auto, flow, rife, crossfade or semfi (auto picks the best one that can run here)"),
     "output.fps": Key((int, float, str), 24, flag="--fps",
             help="Frame rate of video output, e.g. 24 or 24000/1001"),
-    "output.codec": Key((str,), "auto", ("auto", "h264", "h265", "prores", "ffv1"), flag="--codec",
-            help="Video codec (auto: the container's usual one: .mp4/.mkv H.264, .mov ProRes 422 HQ; ffv1 is lossless, .mkv)"),
+    "output.codec": Key((str,), "auto", ("auto", "h264", "h265", "prores", "ffv1", "png"), flag="--codec",
+            help="Video codec (auto: the container's usual one: .mp4/.mkv H.264, .mov ProRes 422 HQ; ffv1 is lossless, "
+                 ".mkv; png: a PNG sequence, -o frames/ or frames/name_%06d.png, what a folder or pattern gets anyway)"),
     "output.crf": Key((int,), 18, minimum=0, maximum=51, flag="--crf",
             help="H.264/H.265 quality, 0-51 (CRF: lower is better and bigger; 18 looks lossless on most footage)"),
     "output.preset": Key((str,), "medium", PRESETS, flag="--preset",
@@ -92,6 +93,9 @@ SCHEMA: dict[str, Key] = {
             help="Play the clip this many times slower, any factor from 1 (2.5: two and a half times)"),
     "retime.audio": Key((str,), "stretch", ("stretch", "drop"), flag="--slowmo-audio",
             help="Sound under --slowmo: stretch (slowed with its pitch kept, ffmpeg atempo) or drop"),
+    "timeline.media": Key((str,), "prores", ("prores", "png"), flag="--timeline-media",
+            help="Media of each transition clip (--timeline, --transitions-only): prores (a .mov) or png (a folder "
+                 "of its frames, frame_00001.png ...)"),
     "timeline.handles": Key((int,), 12, minimum=0, flag="--handles",
             help="Real frames either side of each transition clip (--timeline, --transitions-only)"),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),

@@ -17,6 +17,8 @@ timed from its video's first frame, so each stream keeps its offset from the pic
 
 from __future__ import annotations
 
+import os
+import shutil
 from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
@@ -238,6 +240,53 @@ class SpliceWriter(VideoWriter):
         return splice_command(self.plan, self.partial, ffmpeg)
 
 
+class PngSequenceWriter(VideoWriter):
+    """The timeline's frames as a PNG sequence (the plan's codec ``png``: a folder or a %d pattern): ffmpeg turns
+    the raw frames into RGB with the plan's matrix and range (16-bit for deep footage) and writes numbered PNGs
+    into a hidden folder; closing lays each under its name as ``targets.place_frames`` does (a new folder
+    appears whole, listed in its marker; frames of an earlier sfi result are replaced only with --force)."""
+
+    def __init__(self, plan: Plan, *, ffmpeg: str, results: Publication) -> None:
+        from sfi_cli.media.targets import sequence_target
+
+        self.plan, self.target = plan, sequence_target(plan.output)
+        super().__init__(plan.output, plan.size, plan.rate, ffmpeg=ffmpeg, pix_fmt=plan.pix_fmt, results=results)
+
+    def stage(self) -> Path:
+        from sfi_cli.media.publish import temporary_path
+
+        folder = temporary_path(self.path.parent / f"{self.path.name.replace('%', '')}-frames")  # no %: ffmpeg's pattern
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        return folder
+
+    def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
+        width, height = self.plan.size
+        to_rgb = self.plan.output_to_rgb(ffmpeg)
+        png_pix_fmt = "rgb24" if self.plan.rgb_pix_fmt == "rgb24" else "rgb48be"
+        return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", self.pix_fmt,
+                "-s", f"{width}x{height}", "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0",
+                "-vf", f"{to_rgb},format={png_pix_fmt}", "-c:v", "png", "-f", "image2", "-start_number", "0",
+                str(self.partial / "%09d.png")]
+
+    def close(self) -> None:
+        from sfi_cli.media.targets import place_frames
+
+        super().close()
+
+        def put(where) -> int:
+            for index in range(self.frames_written):
+                os.replace(self.partial / f"{index:09d}.png", where(index))
+            return self.frames_written
+
+        place_frames(self.target, put, self.results)
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def abort(self) -> None:
+        super().abort()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
 def splice_task(plan: Plan) -> tuple[str, int]:
     """The progress task of pass 2: its description and total."""
     return f"splicing {plan.total_frames} frames into {plan.output.name}", plan.total_frames
@@ -300,7 +349,8 @@ def _splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions
     total = plan.total_frames
     try:
         with Publication() as results:  # the output and its contact sheet, published together
-            with SpliceWriter(plan, ffmpeg=options.ffmpeg, results=results) as writer:
+            writer_class = PngSequenceWriter if plan.codec == "png" else SpliceWriter
+            with writer_class(plan, ffmpeg=options.ffmpeg, results=results) as writer:
                 slices = GapSlices(plan, cache, keys, to_output, gap_ready, sheet)
                 for segment in plan.segments:
                     if isinstance(segment, Generated):

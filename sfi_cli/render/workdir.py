@@ -197,8 +197,12 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def manifest_path(output: Path) -> Path:
-    """The manifest sits beside the output: ``out.mp4`` -> ``out.sfi.json``."""
-    return output.with_name(f"{output.stem}.sfi.json")
+    """The manifest sits beside the output: ``out.mp4`` -> ``out.sfi.json``, ``frames/`` -> ``frames.sfi.json``,
+    ``shots/name_%06d.png`` -> ``shots/name.sfi.json``."""
+    import re
+
+    stem = re.sub(r"[_.-]*%0?\d*d[_.-]*", "", output.stem) or "frames"
+    return output.with_name(f"{stem}.sfi.json")
 
 
 def manifest_owner(output: Path) -> Path | None:

@@ -20,7 +20,7 @@ from sfi_cli.media import formats
 from sfi_cli.media.images import check_frame_size
 from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.timeline.audio import audio_tracks
-from sfi_cli.timeline.model import Footage, Gap, Generated, Plan, Segment, Shot, Source, Still
+from sfi_cli.timeline.model import Footage, Gap, Generated, Plan, Segment, Shot, Source, Still, Streams
 from sfi_cli.timeline.recipe import Recipe, ShotSpec, TransitionSpec
 from sfi_cli.timeline.subtitles import following_streams
 from sfi_cli.timeline.timecode import format_rate, format_timecode
@@ -58,8 +58,11 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
     engines = EngineNames(engine, engine_settings)
     segments, gaps = lay_out(shots, picture.rate, engines)
     suffix = output.suffix.lower()
-    audio = audio_tracks(sources, shots, picture.rate, suffix) if recipe.output.audio == "shots" else ()
-    streams = following_streams(picture.primary, shots, picture.rate, suffix, picture.one_source)
+    if codec == "png":
+        audio, streams = (), pictures_only(picture.primary)
+    else:
+        audio = audio_tracks(sources, shots, picture.rate, suffix) if recipe.output.audio == "shots" else ()
+        streams = following_streams(picture.primary, shots, picture.rate, suffix, picture.one_source)
     quality = recipe.output.quality if recipe.output.quality is not None else formats.quality_for(codec, crf)
     return Plan(
         output=output, codec=codec, pix_fmt=picture.pix_fmt, size=picture.size, rate=picture.rate,
@@ -69,6 +72,15 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
         warnings=picture.warnings + streams.warnings, attachments=streams.attachments, chapters=streams.chapters,
         pad=picture.pad, engine_identities=engines.identities(),
     )
+
+
+def pictures_only(primary: Source | None) -> Streams:
+    """What a PNG sequence keeps of its source besides the picture: nothing, said in a warning."""
+    info = primary.info if primary else None
+    if info is None or not (info.audio or info.subtitles or info.chapters):
+        return Streams()
+    return Streams(warnings=(f"a PNG sequence holds pictures only: the sound, subtitles and chapters of "
+                             f"'{info.path.name}' are left out",))
 
 
 def resolve_sources(recipe: Recipe, probed: Mapping[Path, MediaInfo]) -> dict[str, Source]:

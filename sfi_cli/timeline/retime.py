@@ -170,14 +170,14 @@ def retime_plan(request: RetimeRequest, info: MediaInfo, cuts: list[int], *, eng
     """The plan of a retimed clip: every output frame placed (see the module doc), chunks as gaps, the sound."""
     from sfi_cli.media import formats
     from sfi_cli.media.probe import frame_seconds
-    from sfi_cli.timeline.layout import output_picture
+    from sfi_cli.timeline.layout import output_picture, pictures_only
     from sfi_cli.timeline.recipe import OUTPUT_KEYS, OutputSpec, Recipe, ShotSpec
     from sfi_cli.timeline.subtitles import following_streams
 
     engine = retime_engine(request.engine, engine_settings)
     codec = formats.output_codec(request.output, request.codec)
-    video = Path(request.video)
-    source = Source(str(video.resolve()), "video", video, info)
+    video = Path(request.video).resolve()
+    source = Source(str(video), "video", video, info)
     spec = ShotSpec("video", video, None, None, None, 1, None, where=f"'{video}'")
     recipe = Recipe(video, (spec,), OutputSpec(request.output, None, None, OUTPUT_KEYS["fit"].default, codec, None, None,
                                                OUTPUT_KEYS["audio"].default))
@@ -197,7 +197,7 @@ def retime_plan(request: RetimeRequest, info: MediaInfo, cuts: list[int], *, eng
                  for number, chunk in enumerate(chunks))
     suffix = request.output.suffix.lower()
     whole = Shot(spec, source, 0, info.frame_count)
-    streams = following_streams(source, [whole], rate, suffix, True)
+    streams = pictures_only(source) if codec == "png" else following_streams(source, [whole], rate, suffix, True)
     warnings = list(picture.warnings + streams.warnings)
     subtitles, chapters = streams.subtitles, streams.chapters
     if request.slowmo != 1:
@@ -213,7 +213,8 @@ def retime_plan(request: RetimeRequest, info: MediaInfo, cuts: list[int], *, eng
         output=request.output, codec=codec, pix_fmt=picture.pix_fmt, size=picture.size, rate=rate,
         fit=OUTPUT_KEYS["fit"].default, quality=formats.quality_for(codec, crf), preset=preset, primary=source,
         keep_rotation=picture.keep_rotation, sources={source.key: source}, segments=tuple(segments), gaps=gaps,
-        audio=retime_audio(source, total, rate, request.slowmo, request.audio, suffix), subtitles=subtitles,
+        audio=() if codec == "png" else retime_audio(source, total, rate, request.slowmo, request.audio, suffix),
+        subtitles=subtitles,
         subtitle_shifts=(), recipe=video, warnings=tuple(warnings), attachments=streams.attachments,
         chapters=chapters, pad=picture.pad, engine_identities={engine: engine_class(engine).identity(engine_settings)},
         native_frames=True,
