@@ -23,6 +23,11 @@ class ShotFrames:
     outgoing_at: Sequence[float]
     incoming_at: Sequence[float]
 
+    @property
+    def playing(self) -> bool:
+        """Whether either shot has motion to play on (two stills have none: theirs is a plain dissolve)."""
+        return len(self.outgoing) > 1 or len(self.incoming) > 1
+
 
 @dataclass(frozen=True)
 class Check:

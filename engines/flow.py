@@ -267,7 +267,7 @@ class FlowEngine(Engine):
                  shots=None) -> Iterator[np.ndarray]:
         """As ``generate_at`` at even times; where there is no motion between the ends of a transition whose
         shots it is given, a live dissolve of the shots playing on (``engines.dissolve``)."""
-        if shots is None:
+        if shots is None or not shots.playing:
             return self.generate_at(first, last, frame_times(count), progress=progress, notes=notes)
         field, found = self.motion(first, last)
         if field is not None:

@@ -197,10 +197,13 @@ CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}  # a contai
 
 
 def is_sequence(output: Path) -> bool:
-    """Whether ``output`` names a PNG sequence (a folder, a name without suffix, or a %d pattern) rather than a video."""
-    from sfi_cli.media.targets import parse_target
+    """Whether ``output`` names a PNG sequence (a folder, a name without suffix, or a %d .png pattern)."""
+    import re
 
-    return Path(output).suffix.lower() not in CODEC_BY_SUFFIX and parse_target(str(output)).kind != "video"
+    output = Path(output)
+    if re.search(r"%0?\d*d", output.name):
+        return output.suffix.lower() == ".png"
+    return not output.suffix or output.is_dir()
 
 
 def output_codec(output: Path, wanted: str | None) -> str:
@@ -216,8 +219,9 @@ def output_codec(output: Path, wanted: str | None) -> str:
         raise SfiError(f"--codec png writes a PNG sequence, not '{output.name}': give -o a folder (frames/) or a "
                        f"pattern (frames/name_%06d.png)")
     codec = wanted or CODEC_BY_SUFFIX.get(suffix)
-    if codec is None:
-        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv")
+    if codec is None or suffix not in CODEC_BY_SUFFIX:
+        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv (or be a folder or frames/name_%06d.png "
+                       f"for a PNG sequence)")
     if suffix not in CODECS[codec].suffixes:
         raise SfiError(f"codec {codec} cannot be written to '{output.name}': use {' or '.join(CODECS[codec].suffixes)}")
     return codec
