@@ -180,6 +180,18 @@ def test_a_killed_retime_resumes_from_its_finished_chunks(tmp_path, ffmpeg_exe):
     assert framemd5(out) == framemd5(fresh) and len(framemd5(out)) == 288
 
 
+def test_chunks_made_by_worker_processes_give_the_same_frames(clips, tmp_path, ffmpeg_exe, sfi):
+    """Retime runs on fill's executors: two local workers make the same chunks as one process."""
+    serial, pooled = tmp_path / "serial.mkv", tmp_path / "pooled.mkv"
+    retime(sfi, clips["24"], serial, "--slowmo", "2", "--codec", "ffv1", "--work-dir", tmp_path / "w1")
+    summary = retime(sfi, clips["24"], pooled, "--slowmo", "2", "--codec", "ffv1", "--work-dir", tmp_path / "w2",
+                     "--workers", "2")
+    assert os.getpid() not in {g["pid"] for g in summary["gaps"]}  # made in the worker processes, not here
+    framemd5 = lambda path: subprocess.run([ffmpeg_exe, "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5",  # noqa: E731
+                                            "-"], capture_output=True, text=True, check=True).stdout.splitlines()[-96:]
+    assert framemd5(serial) == framemd5(pooled)
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "retime needs --fps RATE"),
     (["--slowmo", "0.5"], "--slowmo"),

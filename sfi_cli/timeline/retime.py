@@ -232,7 +232,7 @@ def retime(request: RetimeRequest, detect_options, options, *, crf: int, preset:
     from sfi_cli.timeline.fill import detect_video
 
     video, output = Path(request.video), Path(request.output)
-    if request.slowmo < 1 or not math.isfinite(request.slowmo):
+    if request.slowmo < 1:
         raise SfiError(f"--slowmo must be 1 or more (got {float(request.slowmo):g}): 2.5 plays the clip 2.5 times slower")
     with nullcontext() if options.dry_run or "splice" not in options.passes else output_lock(output):
         info = probe(video)
