@@ -279,11 +279,12 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
     missing = grouped(list(wanted.values()), [job_group(plan, gap, options.engine_settings) for gap in wanted.values()])
     made: dict[str, dict[str, Any]] = {}
     if plan.gaps:
-        options.reporter.message(f"transitions: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
+        noun = "chunk" if plan.native_frames else "transition"  # a retimed clip's jobs are chunks of made frames
+        options.reporter.message(f"{noun}s: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
     if missing:
         check_engines({gap.engine for gap in missing}, options.engine_settings)
         total = sum(gap.count for gap in missing)
-        with options.reporter.task(f"making {len(missing)} transition{'s' * (len(missing) != 1)} ({total} frames)", total) as progress:
+        with options.reporter.task(f"making {len(missing)} {noun}{'s' * (len(missing) != 1)} ({total} frames)", total) as progress:
             done = 0
 
             def frame_progress(finished: int, count: int) -> None:
