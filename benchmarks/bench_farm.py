@@ -45,7 +45,7 @@ def jobs(engine: str, gaps: int, frames: int, work: Path, ffmpeg: str) -> list[T
     first, last = picture(1), np.roll(picture(1), 24, axis=1)  # a pan: flow finds motion, so it does its full work
     return [TransitionJob(name=f"gap {n + 1}/{gaps}", key=f"bench-{engine}-{n}", engine=engine, settings={},
                           params={"count": frames, "prompt": "", "negative_prompt": "", "seed": n}, meta={},
-                          work_dir=work, ffmpeg=ffmpeg, first=first, last=last) for n in range(gaps)]
+                          work_dir=work, ffmpeg=ffmpeg, frames=(first, last)) for n in range(gaps)]
 
 
 def timed(executor, job_list) -> float:

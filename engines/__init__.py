@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "crossfade": "engines.crossfade:CrossfadeEngine",
     "semfi": "engines.semfi:SemFiEngine",
     "rife": "engines.rife:RifeEngine",
+    "dissolve": "engines.dissolve:DissolveEngine",
 }
 
 # ``auto`` tries these in order and takes the first that can run here (and suits it: SemFi and RIFE on a GPU only).
@@ -38,25 +39,29 @@ def engine_class(name: str) -> type[Engine]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def auto_choice(settings: dict[str, dict[str, Any]] | None = None) -> tuple[str, dict[str, str]]:
-    """The engine ``auto`` picks here, and why each engine tried before it was passed over."""
+def auto_choice(settings: dict[str, dict[str, Any]] | None = None, *,
+                any_times: bool = False) -> tuple[str, dict[str, str]]:
+    """The engine ``auto`` picks here (with ``any_times``: among those that make frames at any times, for
+    retiming), and why each engine tried before it was passed over."""
     settings = settings or {}
     passed_over: dict[str, str] = {}
     for candidate in AUTO_ORDER:
         cls, own = engine_class(candidate), settings.get(candidate, {})
-        reason = cls.unavailable_reason(own) if cls.suits_auto(own) else f"auto does not pick {candidate} with these settings"
+        reason = (f"{candidate} makes evenly spaced frames only" if any_times and not cls.any_times
+                  else cls.unavailable_reason(own) if cls.suits_auto(own)
+                  else f"auto does not pick {candidate} with these settings")
         if reason is None:
             return candidate, passed_over
         passed_over[candidate] = reason
     return "crossfade", passed_over
 
 
-def resolve_name(name: str, settings: dict[str, dict[str, Any]] | None = None) -> str:
-    """Turn ``auto`` into the best engine that can run on this machine."""
+def resolve_name(name: str, settings: dict[str, dict[str, Any]] | None = None, *, any_times: bool = False) -> str:
+    """Turn ``auto`` into the best engine that can run on this machine (``any_times``: see ``auto_choice``)."""
     if name != "auto":
         engine_class(name)  # raises UnknownEngine for an unknown name
         return name
-    return auto_choice(settings)[0]
+    return auto_choice(settings, any_times=any_times)[0]
 
 
 def require_available(name: str, settings: dict[str, dict[str, Any]]) -> type[Engine]:

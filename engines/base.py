@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while an engine works on one gap."""
+
+
+@dataclass(frozen=True)
+class ShotFrames:
+    """Real frames of the two shots a transition joins, for an engine that keeps both playing through it
+    (``uses_shots``): each shot's frames in time order, and for new frame j where in them it shows each shot
+    (``outgoing_at[j]``, ``incoming_at[j]``: a place between two frames lies between them; one past the last
+    outgoing frame, or before the first incoming one, continues that shot's motion)."""
+
+    outgoing: Sequence[np.ndarray]
+    incoming: Sequence[np.ndarray]
+    outgoing_at: Sequence[float]
+    incoming_at: Sequence[float]
+
+    @property
+    def playing(self) -> bool:
+        """Whether either shot has motion to play on (two stills have none: theirs is a plain dissolve)."""
+        return len(self.outgoing) > 1 or len(self.incoming) > 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,11 @@ class Engine:
     # Engines this one builds on: ``engines.load_engine`` builds each with its own configured settings
     # and passes it to this engine's constructor as a keyword of that name.
     uses: ClassVar[tuple[str, ...]] = ()
+    # Whether ``generate_at`` makes frames at any times of the caller's (``sfi retime``); an engine that makes
+    # only evenly spaced frames (SemFi's model) leaves it False.
+    any_times: ClassVar[bool] = False
+    # Whether ``generate`` takes ``shots``: the real frames of both shots around a transition (a live dissolve).
+    uses_shots: ClassVar[bool] = False
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
@@ -136,14 +159,40 @@ class Engine:
     ) -> Iterable[np.ndarray]:
         """The ``count`` in-between frames, one at a time. ``notes``, when given, receives what the engine
         found out while making them that an editor should know (a fallback and why): the log line and the
-        manifest entry of the gap show it. It is complete once the frames are."""
+        manifest entry of the gap show it. It is complete once the frames are. An engine with ``uses_shots``
+        also takes ``shots=ShotFrames(...)`` where the two ends are frames of shots that play on."""
         raise NotImplementedError
 
+    def generate_at(self, first: np.ndarray, last: np.ndarray, times: Sequence[float], *,
+                    progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+        """The frames at ``times`` (each strictly between 0 and 1, in any order and spacing) from ``first`` to
+        ``last``, one at a time, as ``generate`` makes its evenly spaced ones (``generate`` is this at
+        ``frame_times(count)``): what retiming a clip to another rate needs. Only engines with ``any_times``
+        have it; ``progress`` and ``notes`` as for ``generate``."""
+        raise NotImplementedError(f"engine '{self.name}' makes evenly spaced frames only")
 
-def frame_times(count: int) -> Iterator[float]:
-    """The evenly spaced times in (0, 1) of ``count`` in-between frames, one at a time: a gap of any
-    length is made in the memory of one frame (an array of all the times would not be)."""
-    return ((index + 1) / (count + 1) for index in range(count))
+
+class EvenTimes(Sequence):
+    """The evenly spaced times in (0, 1) of ``count`` in-between frames, worked out as they are asked for:
+    a gap of any length is made in the memory of one frame (a list of all the times would not be)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        return (index % self.count + 1) / (self.count + 1)
+
+
+def frame_times(count: int) -> EvenTimes:
+    """The times of ``count`` in-betweens as ``Engine.generate`` places them: frame i at (i + 1) / (count + 1)."""
+    return EvenTimes(count)
 
 
 def at_depth(frame: np.ndarray, dtype) -> np.ndarray:

@@ -20,11 +20,16 @@ def dissolve(first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
 
 class CrossfadeEngine(Engine):
     name = "crossfade"
+    any_times = True
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
                  progress: ProgressCallback | None = None, notes=None) -> Iterator[np.ndarray]:
-        for index, t in enumerate(frame_times(count)):
+        return self.generate_at(first, last, frame_times(count), progress=progress)
+
+    def generate_at(self, first, last, times, *, progress: ProgressCallback | None = None,
+                    notes=None) -> Iterator[np.ndarray]:
+        for index, t in enumerate(times):
             frame = dissolve(first, last, float(t))
             if progress:
-                progress(index + 1, count)
+                progress(index + 1, len(times))
             yield frame

@@ -225,6 +225,9 @@ def in_between(field: MotionField, first: np.ndarray, last: np.ndarray, t: float
 
 class FlowEngine(Engine):
     name = "flow"
+    version = 2  # 2: a live dissolve where it finds no motion between the two shots of a transition
+    any_times = True
+    uses_shots = True
 
     DEFAULTS = {"flow_width": 480, "min_confidence": 0.35}
 
@@ -257,17 +260,36 @@ class FlowEngine(Engine):
     def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:
         """The one frame at time ``t`` (0 < t < 1) from ``first`` to ``last``, made as ``generate`` makes each of
         its frames; for callers that need frames at times of their own (SemFi's retiming)."""
-        return frame_at(self.motion(first, last)[0], first, last, t)
+        return next(self.generate_at(first, last, [t]))
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
-                 progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
-        field, found = self.motion(first, last)  # measured once, shared by every frame of the gap
+                 progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None,
+                 shots=None) -> Iterator[np.ndarray]:
+        """As ``generate_at`` at even times; where there is no motion between the ends of a transition whose
+        shots it is given, a live dissolve of the shots playing on (``engines.dissolve``)."""
+        if shots is None or not shots.playing:
+            return self.generate_at(first, last, frame_times(count), progress=progress, notes=notes)
+        field, found = self.motion(first, last)
+        if field is not None:
+            return self._along(field, found, first, last, frame_times(count), progress, notes)
+        from engines.dissolve import live_dissolve
+
+        if notes is not None:
+            notes.update(found, fallback="live dissolve")
+        return live_dissolve(first, last, count, shots, self, progress)
+
+    def generate_at(self, first, last, times, *, progress: ProgressCallback | None = None,
+                    notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+        field, found = self.motion(first, last)  # measured once, shared by every frame between the two
+        return self._along(field, found, first, last, times, progress, notes)
+
+    def _along(self, field, found, first, last, times, progress, notes) -> Iterator[np.ndarray]:
         if notes is not None:
             notes.update(found)
-        for index, t in enumerate(frame_times(count)):
+        for index, t in enumerate(times):
             frame = frame_at(field, first, last, float(t))
             if progress:
-                progress(index + 1, count)
+                progress(index + 1, len(times))
             yield frame
 
 

@@ -95,6 +95,7 @@ def device_check(setting: str) -> Check:
 
 class RifeEngine(Engine):
     name: ClassVar[str] = "rife"
+    any_times: ClassVar[bool] = True
 
     def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - set(DEFAULTS))
@@ -184,10 +185,13 @@ class RifeEngine(Engine):
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
                  progress: ProgressCallback | None = None, notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
-        times = list(frame_times(count))
+        return self.generate_at(first, last, frame_times(count), progress=progress, notes=notes)
+
+    def generate_at(self, first, last, times, *, progress: ProgressCallback | None = None,
+                    notes: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
         for index, frame in enumerate(self._frames(first, last, times, {} if notes is None else notes)):
             if progress:
-                progress(index + 1, count)
+                progress(index + 1, len(times))
             yield frame
 
     def between(self, first: np.ndarray, last: np.ndarray, t: float) -> np.ndarray:

@@ -19,6 +19,9 @@ cache_max_skips, cache_calibration: step caching (``semfi_parts.stepcache``; 0 =
 LoRAs merged beside the Mixture-of-LoRA (``semfi_parts.extra_lora``).
 What SemFi needs (packages, files, device) is checked in ``semfi_parts.diagnosis``: the one
 answer for availability, ``auto`` and ``sfi doctor``.
+
+backend (eager, compile, onnx, tensorrt), attention (sdpa, flash3, sage) and cache_dir (where
+exported graphs and TensorRT engines are kept) choose how each DiT pass runs (``semfi_parts.backends``).
 """
 
 from __future__ import annotations
@@ -31,12 +34,17 @@ import numpy as np
 from engines.base import Check, Engine, ProgressCallback, at_depth
 from engines.errors import EngineError
 from engines.flow import FlowEngine
+from engines.semfi_parts.backends import BACKENDS
+from engines.semfi_parts.backends.attention import ATTENTIONS
 
 DEFAULTS: dict[str, Any] = {
     "model_dir": "",
     "lora": "",
     "device": "cuda",
     "dtype": "auto",
+    "backend": "eager",
+    "attention": "sdpa",
+    "cache_dir": "",
     "steps": 50,
     "cfg": 5.0,
     "shift": 5.0,
@@ -79,15 +87,25 @@ def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_runtime(layout, loras, device: str, dtype, memory_mode: str, vram_limit: float | None = None, *,
-                  extra: dict | None = None):
+                  backend: str = "eager", attention: str = "sdpa", cache_dir: str = "", lora_path: Path | None = None,
+                  extra: dict | None = None, extra_keys: list | None = None):
     """Load the models of ``layout`` in ``memory_mode`` and wrap them: (sampler, Mixture-of-LoRA with the
-    ``extra`` LoRAs' deltas beside it)."""
+    ``extra`` LoRAs' deltas beside it); the sampler's denoiser runs the DiT through ``backend`` (graphs and
+    engines kept under ``cache_dir``, keyed by the extra LoRAs too, ``extra_keys``: their weights are in them)."""
     from engines.semfi_parts import loading, memory, mol
+    from engines.semfi_parts.backends import store
+    from engines.semfi_parts.backends.denoisers import DiTSource, make_denoiser
     from engines.semfi_parts.sampler import Sampler
 
     models = loading.load_models(layout, device, dtype, memory.vram_config(memory_mode, device, dtype), vram_limit)
     mixture = mol.MixtureOfLoRA(models.dit, loras, mol.ShardReader(layout.dit_files), device, extra)
-    return Sampler(models, device, dtype), mixture
+    lora_digest = store.lora_digest(lora_path) if lora_path else ""
+    if extra_keys:
+        lora_digest = store.digest([lora_digest, extra_keys])
+    source = DiTSource(models.dit, mixture, store.model_digest(layout.model_dir, layout.dit_files),
+                       lora_digest, layout.text_len, device, dtype)
+    denoiser = make_denoiser(backend, attention, source, store.Store(store.cache_root(cache_dir)))
+    return Sampler(models, device, dtype, denoiser), mixture
 
 
 class SemFiEngine(Engine):
@@ -119,6 +137,11 @@ class SemFiEngine(Engine):
         self.area = merged["area"]
         self.area_pixels = rules.area_pixels(self.area)  # a bad area is refused now, not after the models load
         self.memory_mode_setting = str(merged["memory_mode"])
+        self.backend, self.attention = str(merged["backend"]), str(merged["attention"])
+        self.cache_dir = str(merged["cache_dir"])
+        if self.backend not in BACKENDS or self.attention not in ATTENTIONS:
+            raise EngineError(f"backend must be one of {', '.join(BACKENDS)} and attention one of {', '.join(ATTENTIONS)} "
+                              f"(got backend '{self.backend}', attention '{self.attention}')")
         self.memory_mode: str | None = None  # the mode in use, once loaded
         self._runtime = None
 
@@ -194,6 +217,10 @@ class SemFiEngine(Engine):
             "lora": str(Path(merged["lora"]).expanduser().resolve()),
             "device_type": "cuda" if device.startswith("cuda") else device,
             "dtype": resolve_dtype_name(str(merged["dtype"]), device),
+            # cache_dir is left out (it says where graphs are kept); backend and attention count, as their frames
+            # agree with eager's closely (tests/test_semfi_backends.py), not bit for bit
+            "backend": str(merged["backend"]),
+            "attention": str(merged["attention"]),
             "steps": int(merged["steps"]),
             "cfg": float(merged["cfg"]),
             "shift": float(merged["shift"]),
@@ -221,12 +248,36 @@ class SemFiEngine(Engine):
             self._runtime = self._load()
         return self._runtime
 
+    def compile(self, sizes: list[tuple[int, int]], counts: list[int]) -> list[str]:
+        """Build ahead of time what the backend needs for footage of ``sizes`` with ``counts`` new frames
+        (``sfi compile``): the ONNX graph for onnx, and the TensorRT engine as well for tensorrt. Returns what
+        was made or found, one line each."""
+        from engines.semfi_parts import rules
+        from engines.semfi_parts.backends import tensorrt
+        from engines.semfi_parts.backends.denoisers import onnx_graph
+
+        if self.backend not in ("onnx", "tensorrt"):
+            raise EngineError(f"sfi compile builds for backend onnx or tensorrt, not '{self.backend}' "
+                              f"(compile compiles on first use); pass --backend tensorrt or --backend onnx")
+        working = [rules.working_size(width, height, self.area) for width, height in sizes]
+        sampler, _ = self.runtime()
+        source = sampler.denoiser.source
+        store = sampler.denoiser.store
+        made = [f"ONNX graph: {onnx_graph(source, store).parent}"]
+        if self.backend == "tensorrt":
+            profiles = tensorrt.profiles_for(working, [rules.model_frame_count(count) for count in counts])
+            made.append(f"TensorRT engine ({'; '.join(p.describe() for p in profiles)}): "
+                        f"{tensorrt.build(source, store, profiles)}")
+        return made
+
     def _load(self):
         from engines.semfi_parts import extra_lora, loading, memory, mol
         from engines.semfi_parts.diagnosis import device_problem
 
+        from engines.semfi_parts.backends import backend_problem
+
         loading.go_offline()
-        problem = device_problem(self.device)
+        problem = device_problem(self.device) or backend_problem(self.backend, self.attention, self.device, self.dtype_name)
         if problem:
             raise EngineError(problem)
         import torch
@@ -239,8 +290,13 @@ class SemFiEngine(Engine):
         free, total = torch.cuda.mem_get_info(torch.device(self.device)) if self.device.startswith("cuda") else (None, None)
         self.memory_mode = memory.resolve_memory_mode(self.memory_mode_setting, self.device, free, layout.parameters,
                                                       dtype.itemsize, self.area_pixels)
+        if self.backend == "compile" and self.memory_mode != "full":
+            raise EngineError(f"backend compile needs the whole DiT on the GPU (memory_mode full) and memory mode "
+                              f"'{self.memory_mode}' was chosen; use --backend eager, or free GPU memory")
         limit = memory.stream_vram_limit(total, self.area_pixels) if self.memory_mode == "stream" else None
-        return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit, extra=extra)
+        return build_runtime(layout, loras, self.device, dtype, self.memory_mode, limit, backend=self.backend,
+                             attention=self.attention, cache_dir=self.cache_dir, lora_path=self.lora, extra=extra,
+                             extra_keys=[entry.key() for entry in self.extra_loras])
 
     def cache_plan(self, size: tuple[int, int]):
         """Which DiT passes a run at working ``size`` makes (None: all of them): known before it starts."""
@@ -262,8 +318,8 @@ class SemFiEngine(Engine):
         from engines.semfi_parts.sampler import Request
         from PIL import Image
 
-        sampler, mixture = self.runtime()
-        mixture.activate(rules.expert_index(frames))
+        sampler, _ = self.runtime()
+        sampler.denoiser.use_expert(rules.expert_index(frames))
         ends = [rules.to_model_pixels(resize(at_depth(image, np.uint8), size, Image.Resampling.BICUBIC))
                 for image in (first, last)]  # the model works in 8 bits; delivery brings its frames back to the ends' depth
         plan = self.cache_plan(size)

@@ -62,7 +62,7 @@ def test_cli_prints_an_engine_error_as_one_line_and_writes_nothing(sfi, image_pa
 
 
 def test_unknown_engine_names_the_choices():
-    with pytest.raises(UnknownEngine, match=r"unknown engine .optical. \(choose one of: crossfade, flow, rife, semfi, auto\)"):
+    with pytest.raises(UnknownEngine, match=r"unknown engine .optical. \(choose one of: crossfade, dissolve, flow, rife, semfi, auto\)"):
         resolve_name("optical")
 
 

@@ -102,3 +102,13 @@ def test_bad_use_is_one_line(sfi, tmp_path, image_pair):
         lines = result.stderr.strip().splitlines()
         assert result.code != 0 and len(lines) == 1 and words in lines[0], (args, result.stderr)
     assert existing.read_text() == "mine"
+
+
+def test_held_out_windows_over_a_cut_are_left_out(sfi, cut_clip):
+    result = sfi("eval", cut_clip, "--held-out", 3, "--gaps", 100, "--engines", "crossfade", "--json")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["cuts"] == [30, 60] and summary["gaps_over_cuts_left_out"] == 2
+    every = list(range(0, 90 - 4, 4))  # kept frames every 4th: windows 0-4, 4-8, ..., 84-88
+    assert summary["gap_starts"] == [s for s in every if s not in (28, 56)]  # 28-32 holds cut 30, 56-60 cut 60
+    assert summary["engines"]["crossfade"]["per_frame"]["frame"][:3] == [1, 2, 3]

@@ -192,7 +192,7 @@ def _bad_inputs(tmp_path, image_pair):
         "missing output folder": ([first, last, "-n", "3", "-o", tmp_path / "no" / "out.mp4"], "does not exist"),
         "output equals input": ([first, last, "-n", "3", "-o", first_as_video, "--force"], "also an input"),
         "unknown engine": ([first, last, "-n", "3", "-o", out, "--engine", "magic"],
-                           "--engine (config 'engine') must be one of auto, crossfade, flow, rife, semfi, got 'magic'"),
+                           "--engine (config 'engine') must be one of auto, crossfade, dissolve, flow, rife, semfi, got 'magic'"),
         "unknown extension": ([first, last, "-n", "3", "-o", tmp_path / "out.avi"], "unknown output extension"),
         "bad size": ([first, last, "-n", "3", "-o", out, "--size", "wide"], "bad size"),
         "bad fps": ([first, last, "-n", "3", "-o", out, "--fps", "fast"], "bad frame rate"),

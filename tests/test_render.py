@@ -171,7 +171,7 @@ def test_bad_values_are_refused_before_any_work(tmp_path, sfi):
     out = tmp_path / "day.mp4"
     for args, message in [
         (["render", RECIPES / "photo-sequence.toml", "-o", out, "--engine", "magic"],
-         "--engine (config 'engine') must be one of auto, crossfade, flow, rife, semfi, got 'magic'"),
+         "--engine (config 'engine') must be one of auto, crossfade, dissolve, flow, rife, semfi, got 'magic'"),
         (["--config", crf, "render", RECIPES / "photo-sequence.toml", "-o", out], "crf.toml:2: 'output.crf' must be an integer from 0 to 51"),
         (["--config", preset, "render", RECIPES / "photo-sequence.toml", "-o", out], "preset.toml:2: 'output.preset' must be one of"),
     ]:

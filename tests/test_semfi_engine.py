@@ -285,13 +285,12 @@ def test_settings_are_checked():
     assert key["engine"] == "semfi" and key["steps"] == 7 and key["dtype"] == "float32"
 
 
-# A value other than the default for every setting; memory_mode leaves the frames as they are, and so do the
-# cache's max skips and calibration while the cache is off (tests/test_semfi_sampling.py checks them with it on).
 CHANGED = {"model_dir": "/elsewhere", "lora": "/elsewhere/semfi.ckpt", "device": "cpu", "dtype": "float16", "steps": 49,
            "cfg": 4.5, "shift": 3.0, "negative_prompt": "blur", "area": "720p", "memory_mode": "offload",
+           "backend": "onnx", "attention": "sage", "cache_dir": "/scratch",
            "timesteps": [900, 500], "cache_threshold": 0.1, "cache_max_skips": 2, "cache_calibration": "/elsewhere/c.json",
            "extra_loras": [{"path": "/elsewhere/distill.safetensors"}]}
-UNCHANGED = ("memory_mode", "cache_max_skips", "cache_calibration")
+SAME_FRAMES = ("memory_mode", "cache_dir", "cache_max_skips", "cache_calibration")
 
 
 def test_cache_key_changes_with_every_setting_that_changes_the_frames(monkeypatch):
@@ -300,7 +299,7 @@ def test_cache_key_changes_with_every_setting_that_changes_the_frames(monkeypatc
     assert base == SemFiEngine(**DEFAULTS).cache_key()  # defaults are written into the key
     for name, value in CHANGED.items():
         changed = SemFiEngine(**{name: value}).cache_key() != base
-        assert changed == (name not in UNCHANGED), name
+        assert changed == (name not in SAME_FRAMES), name
     assert SemFiEngine(area="480p").cache_key() == SemFiEngine(area=832 * 480).cache_key()  # resolved, not as typed
     assert SemFiEngine(flow=FlowEngine(flow_width=240)).cache_key() != base  # its retiming is part of its output
     monkeypatch.setattr(FlowEngine, "version", FlowEngine.version + 1)

@@ -283,6 +283,8 @@ def test_an_extra_lora_changes_the_frames_and_the_key(engine, extra_engine, pair
     with_extra = extra_engine.generate_raw(*pair, 3, SIZE, seed=1)
     plain = engine.generate_raw(*pair, 3, SIZE, seed=1)
     assert not all(np.array_equal(a, b) for a, b in zip(with_extra, plain))
+    digests = [e.runtime()[0].denoiser.source.lora_digest for e in (engine, extra_engine)]
+    assert digests[0] != digests[1]  # an exported graph holds the extra LoRAs' weights: its key names them
     key = extra_engine.cache_key()["extra_loras"]
     assert [entry["strength"] for entry in key] == [0.5, -1.5] and all(len(entry["sha256"]) == 64 for entry in key)
     assert SemFiEngine(extra_loras=[{"path": str(folder / "kohya.safetensors"), "strength": 0.4}]).cache_key() != \

@@ -13,6 +13,8 @@
 - ``delivery``: turns the model's frames into exactly the frames an editor asked for.
 - ``diagnosis``: whether everything SemFi needs is here (``SemFiEngine.diagnose``), for
   availability, ``auto`` and ``sfi doctor`` alike.
+- ``backends``: how each DiT pass runs (eager, compile, onnx, tensorrt), our exportable DiT
+  forward, the ONNX export, TensorRT engines and their cache.
 
 Only ``engines/semfi.py`` imports these, and only once the engine is used.
 """

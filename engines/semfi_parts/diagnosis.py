@@ -55,6 +55,7 @@ def _groups(settings: dict[str, Any], thorough: bool) -> Iterator[list[Check]]:
     yield sampling_checks(settings, layout, thorough)
     device, gpu = device_checks(str(settings["device"]), thorough)
     yield device
+    yield backend_checks(settings, thorough)
     if layout is not None and gpu is not None:
         yield [memory_check(layout, gpu, settings)]
 
@@ -215,3 +216,38 @@ def memory_check(layout, gpu: tuple[int, int], settings: dict[str, Any]) -> Chec
     if needs["stream"] > free:
         return Check("fail", "GPU memory", detail, "free GPU memory (close other GPU programs) or use a larger GPU")
     return Check("ok", "GPU memory", detail)
+
+
+def backend_checks(settings: dict[str, Any], thorough: bool) -> list[Check]:
+    """The chosen backend and attention kernel can run here (quick); thorough: every backend and kernel, usable
+    or why not, and the engine cache (where, how big)."""
+    from engines.semfi import resolve_dtype_name
+    from engines.semfi_parts.backends import BACKENDS, backend_problem
+    from engines.semfi_parts.backends.attention import ATTENTIONS, attention_problem
+    from engines.semfi_parts.backends.store import Store, cache_root, describe_entries
+
+    device, chosen, attention = str(settings["device"]), str(settings["backend"]), str(settings["attention"])
+    try:
+        dtype_name = resolve_dtype_name(str(settings["dtype"]), device)
+    except EngineError as error:
+        return [Check("fail", "settings", str(error), "fix engines.semfi.dtype in sfi.toml (or --dtype)")]
+    problem = backend_problem(chosen, attention, device, dtype_name)
+    chosen_check = (Check("fail", "backend", problem, "choose another --backend / --attention, or install what it names")
+                    if problem else Check("ok", "backend", f"{chosen}, attention {attention}"))
+    if not thorough:
+        return [chosen_check]
+    checks = [chosen_check]
+    for backend in BACKENDS:
+        why = backend_problem(backend, "sdpa", device, dtype_name)
+        checks.append(Check("ok", f"backend {backend}", f"usable on {device}") if why is None
+                      else Check("warn", f"backend {backend}", f"not usable here: {why}"))
+    for kernel in ATTENTIONS[1:]:
+        why = attention_problem(kernel, device)
+        checks.append(Check("ok", f"attention {kernel}", "installed") if why is None
+                      else Check("warn", f"attention {kernel}", f"not usable here: {why}"))
+    store = Store(cache_root(str(settings["cache_dir"])))
+    entries = list(store.entries())
+    total = sum(entry.size for entry in entries)
+    checks.append(Check("ok", "engine cache", f"{store.root}: {len(entries)} entries, {loading.size_text(total)}"
+                        + "".join(f"; {line}" for line in describe_entries(store))))
+    return checks

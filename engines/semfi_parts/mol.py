@@ -219,19 +219,20 @@ class MixtureOfLoRA:
         param.data.copy_(merged.to(param.dtype))
 
     def activate(self, expert: int) -> bool:
-        """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT; returns False when already active."""
+        """Merge LoRA 0 + LoRA ``expert`` (1..6) into the DiT, or LoRA 0 alone for ``UNIVERSAL`` (``merge_universal``);
+        returns False when already active."""
         import torch
 
-        if not 1 <= expert < LORA_COUNT:
-            raise ValueError(f"expert index must be 1..{LORA_COUNT - 1}, got {expert}")
+        if not UNIVERSAL <= expert < LORA_COUNT:
+            raise ValueError(f"expert index must be 1..{LORA_COUNT - 1} (or {UNIVERSAL}: the universal LoRA alone), got {expert}")
         if expert == self.active:
             return False
         with torch.no_grad():
             for name, loras in self.loras.items():
                 linear = self.dit.get_submodule(name)
-                universal, chosen = loras[UNIVERSAL].deltas(self.device), loras[expert].deltas(self.device)
+                deltas = [loras[index].deltas(self.device) for index in dict.fromkeys((UNIVERSAL, expert))]
                 for position, (kind, param) in enumerate((("weight", linear.weight), ("bias", linear.bias))):
-                    self.merge(f"{name}.{kind}", param, universal[position], chosen[position])
+                    self.merge(f"{name}.{kind}", param, *(delta[position] for delta in deltas))
             if self.pristine:  # what only the extra LoRAs change no expert touches: merged once
                 adapted = {f"{name}.{kind}" for name in self.loras for kind in ("weight", "bias")}
                 for name in sorted(set(self.extra) - adapted):
@@ -239,3 +240,7 @@ class MixtureOfLoRA:
         self.pristine = False
         self.active = expert
         return True
+
+    def merge_universal(self) -> bool:
+        """The universal LoRA alone: the weights of a graph that takes the expert as inputs (``backends.dit``)."""
+        return self.activate(UNIVERSAL)

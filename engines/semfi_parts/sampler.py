@@ -1,11 +1,13 @@
 """One SemFi model run: conditioning, flow-matching sampling with CFG, decoding.
 
-diffsynth supplies the models, the DiT forward (``model_fn_wan_video``; ``WanModel.forward``
-itself is broken in 2.1.12), the flow-matching scheduler, seeded noise and moving models
+diffsynth supplies the models, the flow-matching scheduler, seeded noise and moving models
 on and off the GPU (``WanVideoPipeline`` is used as that container only). What SemFi
 changes in Wan-I2V (both ends in the guidance video and mask, CLIP features of both frames
 summed) is done here, with the rules from ``rules``; diffsynth's own image units would
-concatenate the two CLIP features instead.
+concatenate the two CLIP features instead. Each DiT pass goes through the denoiser the
+engine's backend setting made (``backends.denoisers``; eager is diffsynth's ``model_fn_wan_video``);
+the timesteps come from ``schedule``, and the step cache's plan (``stepcache``) may have a pass
+skipped, that branch's last output reused.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class Request:
 class Sampler:
     """Runs SemFi on loaded Wan models (see ``loading.load_models``)."""
 
-    def __init__(self, models, device: str, dtype) -> None:
+    def __init__(self, models, device: str, dtype, denoiser) -> None:
+        """``denoiser(latents, timestep, context, clip_feature, y) -> velocity`` runs one DiT pass (``backends``)."""
         from diffsynth.pipelines.wan_video import WanVideoPipeline
 
         self.pipe = WanVideoPipeline(device=device, torch_dtype=dtype)
@@ -51,6 +54,7 @@ class Sampler:
         self.pipe.image_encoder, self.pipe.vae, self.pipe.tokenizer = models.image_encoder, models.vae, models.tokenizer
         self.pipe.vram_management_enabled = self.pipe.check_vram_management_state()
         self.device, self.dtype = device, dtype
+        self.denoiser = denoiser
 
     def encode_text(self, prompt: str):
         """umT5 embeddings (1, text_len, C), zero past the prompt's token count."""
@@ -78,7 +82,6 @@ class Sampler:
         """The run's decoded frames (``request.frames`` HxWx3 uint8 at the working size). ``observe(step, branch,
         output)`` sees every DiT pass made (``sfi calibrate`` measures the outputs' magnitudes with it)."""
         import torch
-        from diffsynth.pipelines.wan_video import model_fn_wan_video
 
         sigmas, timesteps = sigma_schedule(request.steps, request.shift, request.timesteps)
         total = len(timesteps) + 2
@@ -104,7 +107,7 @@ class Sampler:
                 step_time = timestep[None].to(dtype=self.dtype, device=self.device)
                 for branch, context in zip(BRANCHES, contexts):
                     if request.cache is None or request.cache.runs_pass(branch, index):
-                        outputs[branch] = model_fn_wan_video(dit=pipe.dit, latents=latents, timestep=step_time, context=context, clip_feature=clip_feature, y=y)
+                        outputs[branch] = self.denoiser(latents, step_time, context, clip_feature, y)
                         if observe is not None:
                             observe(index, branch, outputs[branch])
                 velocity = outputs[BRANCHES[0]]

@@ -128,4 +128,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # The commands register themselves on ``cli``.
-from sfi_cli.commands import calibrate, doctor, evaluate, interpolate, timeline  # noqa: E402,F401
+from sfi_cli.commands import calibrate, doctor, evaluate, interpolate, precompile, timeline  # noqa: E402,F401

@@ -15,12 +15,15 @@ from sfi_cli.config.options import keyed_option
 @keyed_option("engines.semfi.model_dir")
 @keyed_option("engines.semfi.lora")
 @keyed_option("engines.semfi.device")
+@keyed_option("engines.semfi.backend")
+@keyed_option("engines.semfi.attention")
+@keyed_option("engines.semfi.cache_dir")
 @click.option("--engine", "engine", type=click.Choice(["semfi", "rife"]), default="semfi", show_default=True,
               help="The engine whose needs are checked.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
 @click.pass_obj
 def doctor(obj: Context, engine: str, as_json: bool) -> None:
-    """Check what SemFi needs (packages, GPU, model files, LoRA keys, ffmpeg), or with --engine rife what
+    """Check what SemFi needs (packages, GPU, model files, LoRA keys, backends and their engine cache, ffmpeg), or with --engine rife what
     rife needs (torch, its weights, read and checked, the device); exit 1 if it cannot run."""
     from sfi_cli.doctor import as_dicts, report, run_checks
 

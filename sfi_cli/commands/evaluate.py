@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from sfi_cli.commands import Context, cli
+from sfi_cli.commands.timeline import detect_settings, detector_options
+from sfi_cli.config.options import keyed_option
 
 
 @cli.command("eval")
@@ -24,13 +26,20 @@ from sfi_cli.commands import Context, cli
               help="Also write a self-contained HTML report (plots, frame strips) here.")
 @click.option("--force", is_flag=True, help="Overwrite an existing report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
+@detector_options
+@keyed_option("eval.lpips")
+@keyed_option("eval.lpips_backbone")
+@keyed_option("eval.fid")
+@keyed_option("eval.clip")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (and --json).")
 @click.pass_obj
 def evaluate(obj: Context, inputs: tuple[Path, ...], engine_list: str, frames: int, held_out: int, gaps: int,
              report: Path | None, force: bool, as_json: bool, quiet: bool) -> None:
     """Compare engines: INPUTS is two images (A B: in-betweens scored for seams, flicker, smoothness,
-    motion, time) or one video (frames held out and made again: PSNR and SSIM against the real ones too)."""
+    motion, time) or one video (frames held out and made again: PSNR and SSIM against the real ones too;
+    windows over a scene cut are left out, the cut found as ``sfi detect`` finds it)."""
     from sfi_cli.errors import SfiError
+    from sfi_cli.evaluate.learned import LearnedWeights
     from sfi_cli.evaluate.report import html_report, text_table
     from sfi_cli.evaluate.run import evaluate as run_evaluation
     from sfi_cli.evaluate.run import pair_material, video_material
@@ -43,14 +52,17 @@ def evaluate(obj: Context, inputs: tuple[Path, ...], engine_list: str, frames: i
         refuse_inputs([report], inputs, "report")
         if report.exists() and not force:
             raise SfiError(f"report '{report}' exists; pass --force to overwrite it")
+    reporter = obj.reporter(quiet, as_json)
     if len(inputs) == 2:
         material = pair_material(inputs[0], inputs[1], frames)
     elif len(inputs) == 1:
-        material = video_material(inputs[0], held_out, gaps, obj.ffmpeg())
+        material = video_material(inputs[0], held_out, gaps, obj.ffmpeg(), detect_settings(obj.config), reporter)
     else:
         raise SfiError(f"give two images or one video, got {len(inputs)} inputs")
-    reporter = obj.reporter(quiet, as_json)
-    summary, strips = run_evaluation(material, names, obj.config.engine_settings(), reporter.message)
+    config = obj.config
+    learned = LearnedWeights(*(Path(config[key]).expanduser() if config[key] else None
+                               for key in ("eval.lpips", "eval.lpips_backbone", "eval.fid", "eval.clip")))
+    summary, strips = run_evaluation(material, names, config.engine_settings(), reporter.message, learned)
     if report is not None:
         window = material.windows[0]
         write_text(report, html_report(summary, strips, (window.first, window.last)))

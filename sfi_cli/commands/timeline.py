@@ -52,13 +52,11 @@ def output_flags(config) -> dict:
     return dict(value for key, value in fields.items() if key in config.flags)
 
 
-# Options shared by ``render`` and ``fill``.
-render_options = option_group(
+# How a plan is run: options shared by ``render``, ``fill`` and ``retime``.
+run_options = option_group(
     output_options,
     keyed_option("engine", note="for render it replaces every engine the recipe names"),
-    click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, engine, SemFi expert); generate nothing."),
-    click.option("--preview", is_flag=True, help="A proxy for checking the transitions: half size, a fast encode, only "
-                                                 "each transition with --handles frames either side, no sound."),
+    click.option("--dry-run", is_flag=True, help="Print the plan (gaps, frame counts, expert, engine); generate nothing."),
     click.option("--sheet", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Also save a contact sheet PNG of all generated frames."),
     keyed_option("work_dir", type=click.Path(file_okay=False)),
@@ -70,15 +68,24 @@ render_options = option_group(
     keyed_option("farm.storage"),
     click.option("--only", type=click.Choice(["transitions", "splice"]), default=None,
                  help="Run one pass alone: make the missing transitions into the work folder, or splice from it."),
+    click.option("--force", is_flag=True, help="Overwrite an existing output."),
+    click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+)
+
+
+# Options shared by ``render`` and ``fill``: how a plan is run, and what an editor takes from it.
+render_options = option_group(
+    run_options,
+    click.option("--preview", is_flag=True, help="A proxy for checking the transitions: half size, a fast encode, only "
+                                                 "each transition with --handles frames either side, no sound."),
     click.option("--timeline", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Also write the result as an NLE timeline: .otio, .xml (FCP 7: Premiere, Resolve) or .edl "
                       "(CMX 3600); transition clips go in <name>-transitions/ beside it."),
     click.option("--transitions-only", type=click.Path(path_type=Path, file_okay=False), default=None,
                  help="Make only the transitions, each as its own ProRes clip with handles, into this folder."),
     keyed_option("timeline.handles"),
-    click.option("--force", is_flag=True, help="Overwrite an existing output."),
-    click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
-    click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+    keyed_option("timeline.media"),
 )
 
 
@@ -108,7 +115,8 @@ def timeline_options(obj: Context, config, *, quiet: bool, as_json: bool, sheet,
         raise SfiError(f"--workers {workers} and --devices ({len(devices)} devices) disagree: the local executor runs "
                        f"one worker per device; give one of them")
     passes = (only,) if only else PASSES
-    extras = editor_extras(timeline, transitions_only, handles=config["timeline.handles"], force=force, only=only,
+    extras = editor_extras(timeline, transitions_only, handles=config["timeline.handles"], media=config["timeline.media"],
+                           force=force, only=only,
                            sheet=sheet)
     if transitions_only is not None:
         passes = ("transitions",)
@@ -134,7 +142,7 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
-def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handles: int, force: bool,
+def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handles: int, media: str, force: bool,
                   only: str | None, sheet: Path | None) -> tuple:
     """What ``--timeline`` / ``--transitions-only`` add to a render, checked before any work."""
     if timeline is None and transitions_only is None:
@@ -144,11 +152,11 @@ def editor_extras(timeline: Path | None, transitions_only: Path | None, *, handl
     if transitions_only is not None:
         if timeline is not None or only or sheet:
             raise SfiError("--transitions-only makes the transitions alone: it takes no --timeline, --only or --sheet")
-        return (TransitionClips(transitions_only, handles=handles, force=force),)
+        return (TransitionClips(transitions_only, handles=handles, force=force, media=media),)
     if only == "transitions":
         raise SfiError("--timeline describes the finished output, so it needs the splice: drop --only transitions "
                        "(or use --transitions-only DIR for the transitions alone)")
-    return (TimelineExport(timeline, handles=handles, force=force),)
+    return (TimelineExport(timeline, handles=handles, force=force, media=media),)
 
 
 def anchor_output(output: Path | None, transitions_only: Path | None) -> Path | None:
@@ -172,8 +180,9 @@ def emit_timeline(summary: dict, as_json: bool, quiet: bool) -> None:
                    f"{summary['gaps_cached']} were there already)")
     elif not quiet and summary.get("output"):
         cached = f", {summary['gaps_cached']} of them from the work folder" if summary.get("gaps_cached") else ""
+        made = "chunks of made frames" if summary.get("retime") else "transitions"
         click.echo(f"wrote {summary['frames_written']} frames to {summary['output']} ({summary['seconds']:.1f}s; "
-                   f"{summary['gap_count']} transitions{cached}); manifest {summary['manifest']}")
+                   f"{summary['gap_count']} {made}{cached}); manifest {summary['manifest']}")
         if summary.get("timeline_media"):
             click.echo(f"timeline {summary['timeline']}, transition clips in {summary['timeline_media']}")
 
@@ -242,8 +251,9 @@ def detect(obj: Context, video: Path, recipe: Path | None, frames: int | None, f
 
 @cli.command()
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Output .mp4/.mov/.mkv (default: [output] path in the recipe).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output .mp4/.mov/.mkv, or a PNG sequence: a folder or frames/name_%06d.png (default: [output] "
+                   "path in the recipe).")
 @click.option("--source", "sources", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
               help="For a cut list (.edl/.xml/.otio): the video its clips play (repeat for several, matched by "
                    "file or reel name); default: the media paths in the cut list.")
@@ -290,8 +300,9 @@ def render(obj: Context, recipe: Path, output: Path | None, sources: tuple[Path,
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Output .mp4 or .mkv (H.264) or .mov (ProRes); never the input itself (not with --transitions-only).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes), or a PNG sequence (a folder, or frames/name_%06d.png); "
+                   "never the input itself (not with --transitions-only).")
 @length_options
 @click.option("--prompt", type=PROMPT, default="", help="What should happen in each transition (text-guided engines).")
 @click.option("--negative-prompt", type=PROMPT, default="", help="What should not appear (text-guided engines).")
@@ -325,4 +336,37 @@ def fill(obj: Context, video: Path, output: Path | None, frames: int | None, pro
                           min_score=min_score, preview_handles=config["timeline.handles"] if preview else None)
     summary = run_fill(request, detect_options, options, default_fps=parse_rate(config["output.fps"]),
                        crf=config["output.crf"], preset=config["output.preset"])
+    emit_timeline(summary, as_json, quiet)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output .mp4 or .mkv (H.264) or .mov (ProRes), or a PNG sequence (a folder, or frames/name_%06d.png); "
+                   "never the input itself.")
+@keyed_option("retime.fps")
+@keyed_option("retime.slowmo")
+@keyed_option("retime.audio")
+@detector_options
+@run_options
+@click.pass_obj
+def retime(obj: Context, video: Path, output: Path, dry_run, sheet, only, force, as_json, quiet) -> None:
+    """Convert VIDEO to another frame rate (--fps 60000/1001) or slow it down (--slowmo 2.5): every new frame
+    made by the engine at its exact time, never across a cut, the sound kept in sync."""
+    from fractions import Fraction
+
+    from sfi_cli.media.ffmpeg import parse_rate
+    from sfi_cli.timeline.retime import RetimeRequest, retime as run_retime
+
+    config = obj.config
+    fps = parse_rate(config["retime.fps"]) if config["retime.fps"] != "" else None
+    slowmo = Fraction(str(config["retime.slowmo"]))
+    if fps is None and slowmo == 1:
+        raise SfiError("retime needs --fps RATE (e.g. --fps 60000/1001) or --slowmo FACTOR (e.g. --slowmo 2.5)")
+    options = timeline_options(obj, config, quiet=quiet, as_json=as_json, sheet=sheet, force=force, dry_run=dry_run,
+                               only=only)
+    request = RetimeRequest(video=video, output=output, fps=fps, slowmo=slowmo, audio=config["retime.audio"],
+                            engine=config["engine"], codec=output_codec_setting(config))
+    summary = run_retime(request, detect_settings(config), options, crf=config["output.crf"],
+                         preset=config["output.preset"])
     emit_timeline(summary, as_json, quiet)

@@ -32,6 +32,19 @@ def engine_names() -> tuple[str, ...]:
     return ("auto", *sorted(REGISTRY))
 
 
+def semfi_backends() -> tuple[str, ...]:
+    """SemFi's DiT backends, from the engine's package (imported only when a value is checked)."""
+    from engines.semfi_parts.backends import BACKENDS
+
+    return BACKENDS
+
+
+def semfi_attentions() -> tuple[str, ...]:
+    from engines.semfi_parts.backends.attention import ATTENTIONS
+
+    return ATTENTIONS
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: accepted TOML types, default, allowed values if it is a choice (a tuple, or a function
@@ -62,8 +75,9 @@ SCHEMA: dict[str, Key] = {
             help="Engine: auto, flow, rife, crossfade or semfi (auto picks the best one that can run here)"),
     "output.fps": Key((int, float, str), 24, flag="--fps",
             help="Frame rate of video output, e.g. 24 or 24000/1001"),
-    "output.codec": Key((str,), "auto", ("auto", "h264", "h265", "prores", "ffv1"), flag="--codec",
-            help="Video codec (auto: the container's usual one: .mp4/.mkv H.264, .mov ProRes 422 HQ; ffv1 is lossless, .mkv)"),
+    "output.codec": Key((str,), "auto", ("auto", "h264", "h265", "prores", "ffv1", "png"), flag="--codec",
+            help="Video codec (auto: the container's usual one: .mp4/.mkv H.264, .mov ProRes 422 HQ; ffv1 is lossless, "
+                 ".mkv; png: a PNG sequence, -o frames/ or frames/name_%06d.png, what a folder or pattern gets anyway)"),
     "output.crf": Key((int,), 18, minimum=0, maximum=51, flag="--crf",
             help="H.264/H.265 quality, 0-51 (CRF: lower is better and bigger; 18 looks lossless on most footage)"),
     "output.preset": Key((str,), "medium", PRESETS, flag="--preset",
@@ -101,8 +115,25 @@ SCHEMA: dict[str, Key] = {
             help="insert: add frames at each cut; replace: overwrite frames around it"),
     "fill.audio": Key((str,), "crossfade", ("crossfade", "silence"), flag="--audio",
             help="Sound under an inserted transition: the two sides' sound crossfaded, or silence"),
+    "retime.fps": Key((int, float, str), "", flag="--fps",
+            help="Frame rate to retime to, any rate up or down, e.g. 60000/1001 or 24 (default: the clip's own)"),
+    "retime.slowmo": Key((int, float), 1, minimum=1, flag="--slowmo",
+            help="Play the clip this many times slower, any factor from 1 (2.5: two and a half times)"),
+    "retime.audio": Key((str,), "stretch", ("stretch", "drop"), flag="--slowmo-audio",
+            help="Sound under --slowmo: stretch (slowed with its pitch kept, ffmpeg atempo) or drop"),
+    "timeline.media": Key((str,), "prores", ("prores", "png"), flag="--timeline-media",
+            help="Media of each transition clip (--timeline, --transitions-only): prores (a .mov) or png (a folder "
+                 "of its frames, frame_00001.png ...)"),
     "timeline.handles": Key((int,), 12, minimum=0, flag="--handles",
             help="Real frames either side of each transition clip (--timeline, --transitions-only)"),
+    "eval.lpips": Key((str,), "", flag="--lpips",
+            help="LPIPS weights (a whole-model .safetensors, or lpips' alex.pth with --lpips-backbone); adds LPIPS scores"),
+    "eval.lpips_backbone": Key((str,), "", flag="--lpips-backbone",
+            help="torchvision's backbone file for lpips' linear-layer weights (alexnet-owt-7be5be79.pth, ...)"),
+    "eval.fid": Key((str,), "", flag="--fid-weights",
+            help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth; adds FID (video)"),
+    "eval.clip": Key((str,), "", flag="--clip-model",
+            help="A local CLIP model folder (transformers save_pretrained); adds CLIP image similarity"),
     "engines.flow.flow_width": Key((int,), 480, minimum=16),
     "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0, maximum=1),
     "engines.rife.weights": Key((str,), ""),
@@ -117,6 +148,13 @@ SCHEMA: dict[str, Key] = {
             help="cuda, cuda:N or cpu (very slow)"),
     "engines.semfi.dtype": Key((str,), "auto", ("auto", "bfloat16", "float16", "float32"), flag="--dtype",
             help="Model precision; auto = bfloat16 on CUDA, float32 on CPU"),
+    "engines.semfi.backend": Key((str,), "eager", semfi_backends, flag="--backend",
+            help="How the SemFi DiT runs: eager (PyTorch), compile (torch.compile), onnx (onnxruntime on the CPU) "
+                 "or tensorrt (an engine built by 'sfi compile'); docs/semfi.md"),
+    "engines.semfi.attention": Key((str,), "sdpa", semfi_attentions, flag="--attention",
+            help="SemFi attention kernel: sdpa, flash3 (FlashAttention-3) or sage (SageAttention), when installed"),
+    "engines.semfi.cache_dir": Key((str,), "", flag="--cache-dir",
+            help="Where SemFi's ONNX graphs and TensorRT engines are kept (default: the user cache folder, sfi/semfi)"),
     "engines.semfi.memory_mode": Key((str,), "auto", ("auto", "full", "offload", "stream"), flag="--memory-mode",
             help="GPU memory use; auto picks from free GPU memory"),
     "engines.semfi.area": Key((str, int), "480p", flag="--area",

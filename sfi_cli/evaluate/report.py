@@ -16,6 +16,8 @@ COLUMNS = (
     ("end_psnr", "ends PSNR", "{:.1f}/{:.1f}"), ("seam_jump", "seam jump", "{:+.2f}"),
     ("flicker", "flicker", "{:.2f}"), ("smoothness", "smooth", "{:.4f}"),
     ("dynamic_degree", "motion px", "{:.2f}"), ("seconds_per_frame", "s/frame", "{:.3f}"),
+    ("lpips", "LPIPS", "{:.4f}"), ("end_lpips", "ends LPIPS", "{:.3f}/{:.3f}"), ("fid", "FID", "{:.2f}"),
+    ("clip_truth", "CLIP-I", "{:.4f}"), ("clip_ends", "CLIP ends", "{:.4f}"),
 )
 
 
@@ -27,10 +29,10 @@ def cell(scores: dict[str, Any], key: str, form: str) -> str:
 
 
 def rows(summary: dict[str, Any]) -> list[list[str]]:
-    """Header and one row per engine (and the real frames, in video mode) of the columns that apply."""
-    columns = [c for c in COLUMNS if summary["mode"] == "video" or c[0] not in ("psnr", "ssim")]
-    table = [["engine", *(title for _, title, _ in columns)]]
+    """Header and one row per engine (and the real frames, in video mode) of the columns some engine has."""
     named = list(summary["engines"].items()) + ([("real frames", summary["real"])] if "real" in summary else [])
+    columns = [c for c in COLUMNS if any(c[0] in scores for _, scores in named)]
+    table = [["engine", *(title for _, title, _ in columns)]]
     for name, scores in named:
         table.append([name, *(cell(scores, key, form) for key, _, form in columns)])
     return table
@@ -43,6 +45,8 @@ def text_table(summary: dict[str, Any]) -> str:
              for row in table]
     what = (f"{summary['in_betweens']} in-betweens between two images" if summary["mode"] == "pair" else
             f"{summary['in_betweens']} held-out frame(s) in each of {summary['gaps']} gaps")
+    if summary.get("gaps_over_cuts_left_out"):
+        what += f" ({summary['gaps_over_cuts_left_out']} over a cut left out; cuts at {', '.join(map(str, summary['cuts']))})"
     notes = [f"{name}: {note}" for name, scores in summary["engines"].items() for note in scores["fallbacks"]]
     return "\n".join([f"{summary['source']} ({summary['size'][0]}x{summary['size'][1]}): {what}", *lines,
                       f"flicker: mean |frame difference| (levels); smooth: every other frame re-made by "

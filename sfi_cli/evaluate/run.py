@@ -6,6 +6,8 @@ Two kinds of material:
 - a video with ``held_out`` K: across the clip, every (K+1)-th real frame is kept and the K real frames
   between two kept ones are made again by each engine from those two, so every made frame has its real
   counterpart (PSNR, SSIM) besides the other scores; the real frames are scored alike for reference.
+  Scene cuts are found first (as ``sfi detect`` finds them) and a window over a cut is left out: no
+  engine should bridge two shots there, so its scores would measure nothing but the cut.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Material:
     source: str
     count: int  # in-betweens per window
     windows: list[Window]
+    cuts: list[int] = field(default_factory=list)  # video: the cuts found (first frame of each new shot)
+    over_cuts: int = 0  # video: windows left out because a cut falls inside them
 
     @property
     def size(self) -> tuple[int, int]:
@@ -58,20 +62,29 @@ def pair_material(first: Path, last: Path, count: int) -> Material:
     return Material("pair", f"{first} -> {last}", count, [Window(a, b)])
 
 
-def video_material(video: Path, held_out: int, max_gaps: int, ffmpeg: str) -> Material:
-    """Up to ``max_gaps`` windows of ``held_out`` real frames between kept ones, evenly spread over the clip."""
+def video_material(video: Path, held_out: int, max_gaps: int, ffmpeg: str, detect, reporter) -> Material:
+    """Up to ``max_gaps`` windows of ``held_out`` real frames between kept ones, evenly spread over the clip,
+    none over a cut (``detect``: the ``detect.*`` settings, ``DetectOptions``)."""
     from sfi_cli.errors import require_input_file
     from sfi_cli.media.ffmpeg import decode_frames
     from sfi_cli.media.probe import probe
+    from sfi_cli.timeline.fill import detect_video
 
     if held_out < 1 or max_gaps < 1:
         raise SfiError(f"--held-out and --gaps must be 1 or more, got {held_out} and {max_gaps}")
     info = probe(require_input_file(video, "a video"))
     step = held_out + 1
-    starts = list(range(0, info.frame_count - step, step))
-    if not starts:
+    if not range(0, info.frame_count - step, step):
         raise SfiError(f"'{video}' has {info.frame_count} frames: too few to hold out {held_out} between two "
                        f"kept ones; use a smaller --held-out or a longer clip")
+    info, detection = detect_video(info, detect, ffmpeg=ffmpeg, reporter=reporter)
+    cuts = [cut.frame for cut in detection.cuts]
+    every = list(range(0, info.frame_count - step, step))
+    starts = [start for start in every if not any(start < cut <= start + step for cut in cuts)]
+    over_cuts = len(every) - len(starts)
+    if not starts:
+        raise SfiError(f"every window of {held_out} held-out frame(s) in '{video}' has a cut inside; "
+                       f"use a smaller --held-out or a clip with longer shots")
     if len(starts) > max_gaps:
         starts = [starts[round(i * (len(starts) - 1) / (max_gaps - 1))] for i in range(max_gaps)] if max_gaps > 1 \
             else starts[:1]
@@ -88,7 +101,7 @@ def video_material(video: Path, held_out: int, max_gaps: int, ffmpeg: str) -> Ma
         stream.close()  # the frames after the last window are not decoded
     windows = [Window(frames[s], frames[s + step], s, [frames[s + i] for i in range(1, step)])
                for s in starts if s + step in frames]
-    return Material("video", str(video), held_out, windows)
+    return Material("video", str(video), held_out, windows, cuts, over_cuts)
 
 
 def flow_magnitudes(frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -138,12 +151,19 @@ def smooth_between(engine) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 def evaluate(material: Material, engine_names: list[str], settings: dict[str, dict[str, Any]],
-             progress: Callable[[str], None] = lambda _: None) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
-    """Every engine's scores on ``material`` (JSON-ready), and the frames of its first window for the strips."""
+             progress: Callable[[str], None] = lambda _: None,
+             learned=None) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
+    """Every engine's scores on ``material`` (JSON-ready), and the frames of its first window for the strips;
+    ``learned`` (``learned.LearnedWeights``) adds the LPIPS, FID and CLIP scores it has files for."""
     from engines import load_engine, require_available
 
     for name in engine_names:
         require_available(name, settings)  # every engine refused up front, before any is run
+    scorer = None
+    if learned is not None and learned.any():
+        from sfi_cli.evaluate.learned import LearnedScorer
+
+        scorer = LearnedScorer(learned)  # a bad weight file is refused before any engine runs
     engines = {name: load_engine(name, settings) for name in engine_names}
     reference = reference_name(settings)
     reference_engine = engines.get(reference) or load_engine(reference, settings)
@@ -166,6 +186,9 @@ def evaluate(material: Material, engine_names: list[str], settings: dict[str, di
         scores["fallbacks"] = fallbacks
         if material.mode == "video":
             scores.update(truth_scores(material, made))
+        if scorer is not None:
+            truth = [w.truth for w in material.windows] if material.mode == "video" else None
+            scores.update(scorer.scores([(w.first, m, w.last) for w, m in zip(material.windows, made)], truth))
         results[name] = scores
         strips[name] = made[0]
     summary = {"mode": material.mode, "source": material.source, "size": list(material.size),
@@ -173,6 +196,7 @@ def evaluate(material: Material, engine_names: list[str], settings: dict[str, di
                "engines": results}
     if material.mode == "video":
         summary["gap_starts"] = [w.start for w in material.windows]
+        summary["cuts"], summary["gaps_over_cuts_left_out"] = material.cuts, material.over_cuts
         summary["real"] = sequence_scores([(w.first, w.truth, w.last) for w in material.windows],
                                           smooth_between(reference_engine))
         strips["real"] = material.windows[0].truth

@@ -114,11 +114,15 @@ class VideoWriter:
         self.frame_bytes = raw_frame_size(pix_fmt, self.width, self.height)
         self.own_results = results is None
         self.results = Publication() if results is None else results
-        self.partial = self.results.stage(self.path)
+        self.partial = self.stage()
         self.frames_written = 0
         command = self.command(ffmpeg, crf=crf, preset=preset)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         widen_pipe(self.process.stdin)
+
+    def stage(self) -> Path:
+        """Where ffmpeg writes: a temporary name of the output that ``results`` publishes."""
+        return self.results.stage(self.path)
 
     def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
         """The ffmpeg command line that reads raw frames on stdin and writes ``self.partial``."""

@@ -191,16 +191,37 @@ class Codec:
 
 PRORES_HQ = 3  # ProRes profiles: 0 proxy, 1 LT, 2 standard, 3 HQ, 4 4444
 CODECS = {"h264": Codec("libx264", (".mp4", ".mov", ".mkv")), "h265": Codec("libx265", (".mp4", ".mov", ".mkv")),
-          "prores": Codec("prores_ks", (".mov", ".mkv"), PRORES_HQ), "ffv1": Codec("ffv1", (".mkv",))}
+          "prores": Codec("prores_ks", (".mov", ".mkv"), PRORES_HQ), "ffv1": Codec("ffv1", (".mkv",)),
+          "png": Codec("png", (), 0)}  # a PNG sequence: a folder (frames/) or a pattern (frames/name_%06d.png)
 CODEC_BY_SUFFIX = {".mp4": "h264", ".mov": "prores", ".mkv": "h264"}  # a container's usual codec
 
 
+def is_sequence(output: Path) -> bool:
+    """Whether ``output`` names a PNG sequence (a folder, a name without suffix, or a %d .png pattern)."""
+    import re
+
+    output = Path(output)
+    if re.search(r"%0?\d*d", output.name):
+        return output.suffix.lower() == ".png"
+    return not output.suffix or output.is_dir()
+
+
 def output_codec(output: Path, wanted: str | None) -> str:
-    """The codec for ``output``: ``wanted`` if the container takes it, else the container's usual one."""
+    """The codec for ``output``: ``wanted`` if the container takes it, else the container's usual one (a folder
+    or a %d pattern takes a PNG sequence)."""
     suffix = output.suffix.lower()
+    if suffix not in CODEC_BY_SUFFIX and is_sequence(output):
+        if wanted not in (None, "png"):
+            raise SfiError(f"codec {wanted} writes a video file, not the PNG sequence '{output}'; give a .mp4, .mov "
+                           f"or .mkv output (or --codec png)")
+        return "png"
+    if wanted == "png":
+        raise SfiError(f"--codec png writes a PNG sequence, not '{output.name}': give -o a folder (frames/) or a "
+                       f"pattern (frames/name_%06d.png)")
     codec = wanted or CODEC_BY_SUFFIX.get(suffix)
-    if codec is None:
-        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv")
+    if codec is None or suffix not in CODEC_BY_SUFFIX:
+        raise SfiError(f"output '{output}' must end in .mp4, .mov or .mkv (or be a folder or frames/name_%06d.png "
+                       f"for a PNG sequence)")
     if suffix not in CODECS[codec].suffixes:
         raise SfiError(f"codec {codec} cannot be written to '{output.name}': use {' or '.join(CODECS[codec].suffixes)}")
     return codec
@@ -211,6 +232,8 @@ def output_pix_fmt(codec: str, source=None) -> str:
     (ProRes is always 10-bit 4:2:2/4:4:4); without a source (pictures), the codec's usual delivery format."""
     chroma = source.chroma if source else "420"
     deep = bool(source and source.bit_depth > 8)
+    if codec == "png":  # footage decoded at full chroma, each PNG made from it in RGB (16-bit for deep footage)
+        return "yuv444p10le" if deep else "yuv444p"
     if codec == "prores":
         return "yuv444p10le" if chroma == "444" else "yuv422p10le"
     if chroma == "gray":

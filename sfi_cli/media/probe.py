@@ -215,6 +215,20 @@ def probe(path: Path) -> MediaInfo:
         )
 
 
+def frame_seconds(path: Path) -> tuple[Fraction, ...]:
+    """When each frame the file shows plays, in seconds from the first: a variable-rate clip's real timing
+    (demuxing reads packets, decodes nothing)."""
+    import av
+
+    from sfi_cli.media.ffmpeg import ffmpeg_path
+
+    with av.open(ffmpeg_path(path)) as container:
+        stream = container.streams.video[0]
+        stamps, _ = _frame_timestamps(container, stream)
+        time_base = Fraction(stream.time_base)
+    return tuple((stamp - stamps[0]) * time_base for stamp in stamps)
+
+
 def _stream_start(stream, file_start: Fraction) -> Fraction:
     """When a stream's first packet plays (the file's start when the stream does not say); ffmpeg decodes its
     samples from there, so sample k of an audio stream plays at this time plus k / rate."""

@@ -138,7 +138,8 @@ class Publication:
 
     Used as a context manager: a clean exit publishes everything in the order staged, an
     error (or Ctrl-C, SIGTERM) deletes every staged temporary instead.
-    ``retire`` names earlier results to delete once the new ones are in place.
+    ``retire`` names earlier results to delete once the new ones are in place (one that is a folder in the
+    way of its replacement is set aside meanwhile, and put back if publishing fails).
     """
 
     def __init__(self) -> None:
@@ -164,13 +165,23 @@ class Publication:
         self.retired.append(Path(path))
 
     def publish(self) -> None:
+        aside: list[tuple[Path, Path]] = []  # retired folders in the way of their replacements, and where they went
         try:
             for temporary, final in self.staged:
                 with writing(final):
+                    if final in self.retired and final.is_dir() and not final.is_symlink():
+                        # an earlier result's folder (of frames) with the same name: set aside until the new one is in
+                        aside.append((temporary_path(final.with_name(f"{final.name}-earlier")), final))
+                        os.replace(final, aside[-1][0])
                     os.replace(temporary, final)  # never onto a folder with files: that fails, it deletes nothing
         except SfiError:
+            for moved, final in aside:
+                if not os.path.lexists(final):
+                    os.replace(moved, final)
             self.discard()
             raise
+        self.retired = [moved for moved, _ in aside] + [path for path in self.retired if path not in
+                                                         {final for _, final in aside}]
         self.staged.clear()
         for path in self.retired:
             _remove(path)

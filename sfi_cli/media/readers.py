@@ -48,18 +48,23 @@ class VideoReader:
     pixel aspect (a clip with other pixels is fitted by its display aspect); ``pad`` the columns and rows
     repeated at the right/bottom edge to reach ``size`` (footage is padded, never resampled, to an even size);
     ``scale_flags`` picks ffmpeg's scaler (lanczos for pictures, area for analysis);
-    ``decoder_args`` are extra ffmpeg input options (e.g. faster, inexact decoding for analysis).
+    ``decoder_args`` are extra ffmpeg input options (e.g. faster, inexact decoding for analysis);
+    ``native``: frame ``i`` is the ``i``-th frame the file shows, whatever ``rate`` (``sfi retime`` places
+    output frames between them by their own times), read without rate conversion.
     """
 
     def __init__(self, info: MediaInfo, *, size: tuple[int, int], fit: str, rate: Fraction, pix_fmt: str,
                  keep_rotation: bool, ffmpeg: str, color_filter: str | None = None, scale_flags: str = "lanczos",
-                 decoder_args: Sequence[str] = (), sar: Fraction | None = None, pad: tuple[int, int] = (0, 0)) -> None:
+                 decoder_args: Sequence[str] = (), sar: Fraction | None = None, pad: tuple[int, int] = (0, 0),
+                 native: bool = False) -> None:
         self.info = info
         self.size = size
-        self.rate = rate
+        self.rate = info.rate if native else rate
         self.pix_fmt = pix_fmt
         self.ffmpeg = ffmpeg
-        self.conform = info.vfr or info.rate != rate
+        self.conform = not native and (info.vfr or info.rate != rate)
+        # A variable-rate file's own frames have no place by number: it is read from its start, never seeked.
+        self.unseekable = native and info.vfr
         self.keep_rotation = keep_rotation
         self.decoder_args = list(decoder_args)
         stored = (info.width, info.height) if keep_rotation else info.display_size
@@ -73,8 +78,8 @@ class VideoReader:
         self.picture_filters = [f for f in (aspect_filter, fit_filter(stored, self.picture, fit, scale_flags),
                                             color_filter) if f]
         self.video_filter = ",".join(f for f in (self.rate_filter, *self.picture_filters) if f) or None
-        self.skip_limit = max(1, round(2 * rate))  # without keyframe facts: read on over gaps shorter than ~2 s
-        self.seek_cost = max(1, round(rate / 2))  # a new decoder costs about as much as reading on this many frames
+        self.skip_limit = max(1, round(2 * self.rate))  # without keyframe facts: read on over gaps shorter than ~2 s
+        self.seek_cost = max(1, round(self.rate / 2))  # a new decoder costs about as much as reading on this many frames
         self._decoder: Iterator[np.ndarray] | None = None
         self._position = 0
         self._last: np.ndarray | None = None
@@ -82,7 +87,7 @@ class VideoReader:
     def _input_args(self, start: int) -> list[str]:
         """ffmpeg input options that make decoding begin at frame ``start``."""
         args = [*self.decoder_args, *(["-noautorotate"] if self.keep_rotation else [])]
-        if start > 0:
+        if start > 0 and not self.unseekable:
             # Exact rate: aim half a frame early, so rounding can never skip frame ``start``.
             offset = Fraction(0) if self.conform else Fraction(1, 2)
             args += ["-ss", seconds_arg(self.info.start_offset + (start - offset) / self.rate)]
@@ -93,7 +98,7 @@ class VideoReader:
         self._decoder = decode_frames(self.info.path, self.picture, ffmpeg=self.ffmpeg,
                                       extra_input_args=self._input_args(start), video_filter=self.video_filter,
                                       pix_fmt=self.pix_fmt)
-        self._position = start
+        self._position = 0 if self.unseekable else start
         self._last = None
 
     def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
@@ -128,6 +133,8 @@ class VideoReader:
         of where the decoder is (in long GOPs a seek can cost more decoding than reading on)."""
         if start < self._position:
             return False
+        if self.unseekable:
+            return True
         if self.conform or not self.info.keyframes:  # frame numbers of a converted clip are not the file's
             return start <= self._position + self.skip_limit
         keyframe = self.info.keyframes[max(0, bisect.bisect_right(self.info.keyframes, start) - 1)]

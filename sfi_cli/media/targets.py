@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -70,6 +70,11 @@ def parse_target(text: str) -> OutputTarget:
     if text.endswith(("/", os.sep)) or path.is_dir() or not suffix:
         return OutputTarget(path, "folder")
     raise SfiError(f"unknown output extension '{path.suffix}': use .mp4, .mkv, .mov, a folder, or a pattern like frames/%04d.png")
+
+
+def sequence_target(path: Path) -> OutputTarget:
+    """A PNG sequence's target: by its %d pattern, else a folder (whatever its name looks like)."""
+    return OutputTarget(Path(path), "pattern" if _PATTERN.search(Path(path).name) else "folder")
 
 
 def earlier_result(folder: Path) -> list[Path]:
@@ -141,14 +146,20 @@ def write_frames(target: OutputTarget, frames: Iterator[np.ndarray], results: Pu
     """Write all ``frames`` to ``target`` under temporary names that ``results`` publishes; returns how many."""
     if target.is_video:
         return _write_video(target.path, frames, results, fps=fps, ffmpeg=ffmpeg, crf=crf, preset=preset)
+    return place_frames(target, lambda where: _write_pngs(frames, where), results)
+
+
+def place_frames(target: OutputTarget, put: Callable[[Callable[[int], Path]], int], results: Publication) -> int:
+    """PNG frames into a folder or pattern ``target`` under temporary names that ``results`` publishes:
+    ``put(where)`` writes each frame i it has to ``where(i)`` and returns how many it wrote."""
     if target.kind == "folder" and not target.path.exists():
         # A new folder appears whole: frames go into a hidden folder that is renamed when complete.
         staging = results.stage(target.path, folder=True)
-        count = _write_pngs(frames, lambda index: target.frame_path(index, staging))
+        count = put(lambda index: target.frame_path(index, staging))
         _write_marker(staging / MARKER, count, target)
         return count
     # Into an existing folder (--force) or by a pattern: each frame beside its final name.
-    count = _write_pngs(frames, lambda index: results.stage(target.frame_path(index)))
+    count = put(lambda index: results.stage(target.frame_path(index)))
     if target.kind == "folder":
         _write_marker(results.stage(target.path / MARKER), count, target)
         written = set(output_files(target, count)[:count])

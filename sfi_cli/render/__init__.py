@@ -24,7 +24,7 @@ from typing import Any
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder
-from sfi_cli.media.targets import OutputTarget, check_sheet, check_target
+from sfi_cli.media.targets import check_sheet, check_target, parse_target
 from sfi_cli.progress import Reporter
 from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
 from sfi_cli.timeline.describe import describe, plan_data
@@ -62,12 +62,13 @@ def work_dir_for(output: Path, configured: Path | None) -> Path:
     return configured if configured is not None else output.parent / WORK_DIR_NAME
 
 
-def check_outputs(output: Path, inputs: list[Path], options: RenderOptions) -> None:
+def check_outputs(output: Path, inputs: list[Path], options: RenderOptions, frames: int = 1) -> None:
     """Before any work: no file the run writes may be an input, every folder it writes to must be writable,
-    and nothing is overwritten unasked. Transitions alone write only into the work folder."""
+    and nothing is overwritten unasked (a PNG sequence: each of its ``frames`` names). Transitions alone
+    write only into the work folder."""
     if "splice" not in options.passes:
         return check_work_dir(work_dir_for(output, options.work_dir))
-    check_target(OutputTarget(output, "video"), options.force, 1, inputs)
+    check_target(parse_target(str(output)), options.force, frames, inputs)
     refuse_inputs([manifest_path(output)], inputs)
     owner = manifest_owner(output)
     if owner is not None:
@@ -96,7 +97,7 @@ def render_plan(plan: Plan, options: RenderOptions) -> dict[str, Any]:
     writes_output = "splice" in options.passes and not options.dry_run
     # Transitions alone write only into the work folder: no output lock, so farm nodes run side by side.
     with output_lock(plan.output) if writes_output else nullcontext():
-        check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options)
+        check_outputs(plan.output, [*(s.path for s in plan.sources.values()), plan.recipe], options, plan.total_frames)
         for extra in options.extras:
             extra.check(plan, options)
         for warning in plan.warnings:

@@ -21,7 +21,7 @@ def plan_reader(plan: Plan, key: str, ffmpeg: str):
                                           (plan.matrix, plan.color_range), ffmpeg)
     return VideoReader(source.info, size=plan.size, fit=plan.fit, rate=plan.rate, pix_fmt=plan.pix_fmt,
                        keep_rotation=plan.keep_rotation, ffmpeg=ffmpeg, color_filter=color_filter, sar=plan.sar,
-                       pad=plan.pad)
+                       pad=plan.pad, native=plan.native_frames)
 
 
 class Readers(dict):

@@ -17,6 +17,8 @@ timed from its video's first frame, so each stream keeps its offset from the pic
 
 from __future__ import annotations
 
+import os
+import shutil
 from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
@@ -107,15 +109,31 @@ def _audio(ffmpeg_lib, track: AudioTrack, inputs: dict, silences: dict[tuple[int
 
 
 def _source_piece(stream, piece: AudioPiece, track: AudioTrack):
-    """``piece.samples`` samples of a source track from ``piece.start_sample``; what lies before the track's
-    first sample or after its last is silence."""
+    """``piece.samples`` samples of a source track from ``piece.start_sample`` (at ``piece.tempo``, pitch kept);
+    what lies before the track's first sample or after its last is silence."""
     early = max(0, -piece.start_sample)
-    part = (stream.filter("atrim", start_sample=piece.start_sample + early, end_sample=piece.start_sample + piece.samples)
+    read = round(piece.samples * piece.tempo)
+    part = (stream.filter("atrim", start_sample=piece.start_sample + early, end_sample=piece.start_sample + read)
             .filter("asetpts", "PTS-STARTPTS")
             .filter("aformat", sample_rates=track.sample_rate, channel_layouts=track.layout))
     if early:
         part = part.filter("adelay", delays=f"{early}S", all=1)
-    return part.filter("apad", whole_len=piece.samples)
+    if piece.tempo == 1:
+        return part.filter("apad", whole_len=piece.samples)
+    for factor in atempo_steps(piece.tempo):
+        part = part.filter("atempo", f"{factor:.6f}")
+    return part.filter("apad", whole_len=piece.samples).filter("atrim", end_sample=piece.samples)
+
+
+def atempo_steps(tempo: Fraction) -> list[float]:
+    """``tempo`` as a chain of ``atempo`` factors, each within 0.5-2 (what every ffmpeg's atempo takes, and
+    where it sounds best)."""
+    steps, left = [], Fraction(tempo)
+    while left < Fraction(1, 2) or left > 2:
+        step = Fraction(1, 2) if left < 1 else Fraction(2)
+        steps.append(float(step))
+        left /= step
+    return [*steps, float(left)]
 
 
 def subtitle_retiming(shifts: list[tuple[Fraction, Fraction]]) -> str | None:
@@ -222,6 +240,53 @@ class SpliceWriter(VideoWriter):
         return splice_command(self.plan, self.partial, ffmpeg)
 
 
+class PngSequenceWriter(VideoWriter):
+    """The timeline's frames as a PNG sequence (the plan's codec ``png``: a folder or a %d pattern): ffmpeg turns
+    the raw frames into RGB with the plan's matrix and range (16-bit for deep footage) and writes numbered PNGs
+    into a hidden folder; closing lays each under its name as ``targets.place_frames`` does (a new folder
+    appears whole, listed in its marker; frames of an earlier sfi result are replaced only with --force)."""
+
+    def __init__(self, plan: Plan, *, ffmpeg: str, results: Publication) -> None:
+        from sfi_cli.media.targets import sequence_target
+
+        self.plan, self.target = plan, sequence_target(plan.output)
+        super().__init__(plan.output, plan.size, plan.rate, ffmpeg=ffmpeg, pix_fmt=plan.pix_fmt, results=results)
+
+    def stage(self) -> Path:
+        from sfi_cli.media.publish import temporary_path
+
+        folder = temporary_path(self.path.parent / f"{self.path.name.replace('%', '')}-frames")  # no %: ffmpeg's pattern
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        return folder
+
+    def command(self, ffmpeg: str, *, crf: int, preset: str) -> list[str]:
+        width, height = self.plan.size
+        to_rgb = self.plan.output_to_rgb(ffmpeg)
+        png_pix_fmt = "rgb24" if self.plan.rgb_pix_fmt == "rgb24" else "rgb48be"
+        return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", self.pix_fmt,
+                "-s", f"{width}x{height}", "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0",
+                "-vf", f"{to_rgb},format={png_pix_fmt}", "-c:v", "png", "-f", "image2", "-start_number", "0",
+                str(self.partial / "%09d.png")]
+
+    def close(self) -> None:
+        from sfi_cli.media.targets import place_frames
+
+        super().close()
+
+        def put(where) -> int:
+            for index in range(self.frames_written):
+                os.replace(self.partial / f"{index:09d}.png", where(index))
+            return self.frames_written
+
+        place_frames(self.target, put, self.results)
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def abort(self) -> None:
+        super().abort()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
 def splice_task(plan: Plan) -> tuple[str, int]:
     """The progress task of pass 2: its description and total."""
     return f"splicing {plan.total_frames} frames into {plan.output.name}", plan.total_frames
@@ -244,6 +309,38 @@ def splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions,
         return _splice(plan, cache, keys, options, sheet_of_stills, gap_ready or (lambda key: None), progress)
 
 
+class GapSlices:
+    """The gaps' frames from the work folder in the output's pixel format, slice by slice: a gap is opened
+    (waited for, and added to the contact sheet) at its first slice and read on by the next ones (a
+    retimed chunk's slices lie between the real frames it keeps)."""
+
+    def __init__(self, plan: Plan, cache: GapCache, keys: list[str], to_output: dict, gap_ready, sheet) -> None:
+        self.plan, self.cache, self.keys, self.to_output, self.gap_ready, self.sheet = (
+            plan, cache, keys, to_output, gap_ready, sheet)
+        self.gap: int | None = None
+        self.frames = iter(())
+        self.left = 0  # frames of the open gap not handed out yet
+
+    def take(self, segment: Generated):
+        if segment.gap != self.gap:
+            if self.left:
+                raise SfiError(f"gap {self.gap + 1} was left with {self.left} frames unspliced; this is a bug")
+            key = self.keys[segment.gap]
+            self.gap_ready(key)
+            self.gap, self.left = segment.gap, self.plan.gaps[segment.gap].count
+            self.frames = self.cache.frames(key, **self.to_output)
+            if self.sheet:
+                for frame in self.cache.frames(key):
+                    self.sheet.add(frame)
+        if segment.frames > self.left:
+            raise SfiError(f"gap {segment.gap + 1} has {self.left} frames left, not the {segment.frames} planned; this is a bug")
+        for _ in range(segment.frames):
+            yield next(self.frames)
+        self.left -= segment.frames
+        if not self.left:
+            next(self.frames, None)  # read to its end: the work folder's frame count is checked there
+
+
 def _splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions, sheet_of_stills: bool,
             gap_ready: Callable[[str], None], progress: Callable[[int, int], None]) -> int:
     readers = Readers(plan, options.ffmpeg)
@@ -252,16 +349,13 @@ def _splice(plan: Plan, cache: GapCache, keys: list[str], options: RenderOptions
     total = plan.total_frames
     try:
         with Publication() as results:  # the output and its contact sheet, published together
-            with SpliceWriter(plan, ffmpeg=options.ffmpeg, results=results) as writer:
+            writer_class = PngSequenceWriter if plan.codec == "png" else SpliceWriter
+            with writer_class(plan, ffmpeg=options.ffmpeg, results=results) as writer:
+                slices = GapSlices(plan, cache, keys, to_output, gap_ready, sheet)
                 for segment in plan.segments:
                     if isinstance(segment, Generated):
-                        key = keys[segment.gap]
-                        gap_ready(key)
-                        for frame in cache.frames(key, **to_output):
+                        for frame in slices.take(segment):
                             writer.write(frame)
-                        if sheet:
-                            for frame in cache.frames(key):
-                                sheet.add(frame)
                         progress(writer.frames_written, total)
                         continue
                     if sheet and sheet_of_stills and isinstance(segment, Still):

@@ -1,9 +1,9 @@
 """Pass 1: make every transition the work folder does not hold yet, each as an independent job.
 
 A ``TransitionJob`` carries all a worker needs and nothing of the video: the gap's two
-boundary frames (the engines' RGB, 16-bit for deep footage), the engine's name and
-settings, the gap's parameters and its work-folder key. The driver reads the boundary
-frames of all jobs in timeline order through the plan's own readers (one forward-reading
+boundary frames (or a retimed chunk's every real frame) in the engines' RGB (16-bit for deep
+footage), the engine's name and settings, the gap's parameters and its work-folder key. The
+driver reads the real frames of all jobs in timeline order through the plan's own readers (one forward-reading
 decoder per source, seeking only across long stretches), converting them to RGB exactly
 as the splice converts its frames, and hands the jobs to an executor as workers free up.
 ``make_transition`` runs anywhere: it builds the engine once per process, makes the
@@ -45,9 +45,24 @@ class TransitionJob:
     meta: dict[str, Any]  # written to the gap's gap.json
     work_dir: Path
     ffmpeg: str
-    first: np.ndarray
-    last: np.ndarray
+    frames: tuple[np.ndarray, ...]  # the real frames it is made from (``Gap.real_frames``): two ends, or a chunk
     group: tuple = ()  # the engine's ``job_group``: what a worker keeps loaded between jobs
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.frames[self.params["shots"]["ends"][0] if "shots" in self.params else 0]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.frames[self.params["shots"]["ends"][1] if "shots" in self.params else -1]
+
+    def shot_frames(self):
+        """The two shots' frames and places for an engine that keeps them playing (``Gap.shot_places``)."""
+        from engines.base import ShotFrames
+
+        places = self.params["shots"]
+        split = places["outgoing"]
+        return ShotFrames(self.frames[:split], self.frames[split:], places["outgoing_at"], places["incoming_at"])
 
 
 _placement: dict[str, str | None] = {"device": None}  # per process: the device a worker was given, if any
@@ -117,9 +132,12 @@ def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
     engine = _engine(job.engine, settings)
     params = job.params
     notes = dict(engine.notes(params["count"]))  # and what the engine finds out while making the frames
-    frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
-                             negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress,
-                             notes=notes)
+    if "times" in params:
+        frames = retimed_frames(engine, job.frames, params["times"], progress, notes)
+    else:
+        frames = engine.generate(job.first, job.last, params["count"], prompt=params["prompt"],
+                                 negative_prompt=params["negative_prompt"], seed=params["seed"], progress=progress,
+                                 notes=notes, **({"shots": job.shot_frames()} if "shots" in params else {}))
     cache = GapCache(job.work_dir, job.ffmpeg, tidy=False)
     try:
         cache.store(job.key, counted(frames, params["count"], engine.name), {"engine": engine.cache_key(), **job.meta},
@@ -130,6 +148,30 @@ def make_transition(job: TransitionJob, progress=None) -> dict[str, Any]:
     return {"key": job.key, "cached": False, "seconds": round(time.monotonic() - started, 3),
             "host": socket.gethostname(), "device": engine_class(job.engine).device(settings.get(job.engine, {})),
             "pid": os.getpid(), **notes}
+
+
+def retimed_frames(engine, real: tuple[np.ndarray, ...], times: list[list], progress,
+                   notes: dict[str, Any]) -> Iterator[np.ndarray]:
+    """A retimed chunk's frames: for each pair of neighbouring real frames, the engine's frames at the times
+    that fall between them (its motion measured once per pair). ``notes`` ends up saying how many pairs fell
+    back to a dissolve and why the first did."""
+    import itertools
+
+    done, pairs, fell_back = 0, 0, []
+    for pair, places in itertools.groupby(times, key=lambda place: place[0]):
+        found: dict[str, Any] = {}
+        wanted = [t for _, t in places]
+        for frame in engine.generate_at(real[pair], real[pair + 1], wanted, notes=found):
+            done += 1
+            if progress:
+                progress(done, len(times))
+            yield frame
+        pairs += 1
+        if found.get("fallback"):
+            fell_back.append(found)
+    if fell_back:
+        notes.update(fallback=fell_back[0]["fallback"],
+                     fallback_reason=f"{len(fell_back)} of {pairs} frame pairs; the first: {fell_back[0]['fallback_reason']}")
 
 
 def make_transition_sent_back(job: TransitionJob, progress=None) -> dict[str, Any]:
@@ -177,7 +219,7 @@ def _jobs(plan: Plan, missing: list[Gap], keys: list[str], options: RenderOption
         for gap in missing:
             rgb: dict[int, np.ndarray] = {}
             raw: dict[int, np.ndarray] = {}
-            for side, (source, index) in enumerate((gap.before, gap.after)):
+            for side, (source, index) in enumerate(gap.real_frames):
                 reader = readers[source]
                 if isinstance(reader, StillReader):
                     rgb[side] = reader.rgb  # the image itself, not its round trip through YUV
@@ -189,10 +231,11 @@ def _jobs(plan: Plan, missing: list[Gap], keys: list[str], options: RenderOption
                                            ffmpeg=options.ffmpeg)
                 rgb.update(zip(raw, converted))
             yield TransitionJob(
-                name=f"gap {gap.index + 1}/{len(plan.gaps)} ({gap.label}, {gap.count} frames, {gap.engine})",
+                name=f"{'chunk' if gap.times else 'gap'} {gap.index + 1}/{len(plan.gaps)} ({gap.label}, {gap.count} frames, "
+                     f"{gap.engine})",
                 key=keys[gap.index], engine=gap.engine, settings=options.engine_settings, params=gap_params(gap),
                 meta={"label": gap.label, **gap_params(gap)}, work_dir=work_dir, ffmpeg=options.ffmpeg,
-                first=rgb[0], last=rgb[1], group=job_group(plan, gap, options.engine_settings))
+                frames=tuple(rgb[side] for side in sorted(rgb)), group=job_group(plan, gap, options.engine_settings))
     finally:
         readers.close()
 
@@ -236,11 +279,12 @@ def make_transitions(plan: Plan, options: RenderOptions, executor, *,
     missing = grouped(list(wanted.values()), [job_group(plan, gap, options.engine_settings) for gap in wanted.values()])
     made: dict[str, dict[str, Any]] = {}
     if plan.gaps:
-        options.reporter.message(f"transitions: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
+        noun = "chunk" if plan.native_frames else "transition"  # a retimed clip's jobs are chunks of made frames
+        options.reporter.message(f"{noun}s: {len(missing)} to make, {len(plan.gaps) - len(missing)} in the work folder")
     if missing:
         check_engines({gap.engine for gap in missing}, options.engine_settings)
         total = sum(gap.count for gap in missing)
-        with options.reporter.task(f"making {len(missing)} transition{'s' * (len(missing) != 1)} ({total} frames)", total) as progress:
+        with options.reporter.task(f"making {len(missing)} {noun}{'s' * (len(missing) != 1)} ({total} frames)", total) as progress:
             done = 0
 
             def frame_progress(finished: int, count: int) -> None:

@@ -79,12 +79,15 @@ def boundary_identity(plan: Plan, side: tuple[str, int]) -> dict[str, Any]:
         "pad": list(plan.pad), "keep_rotation": plan.keep_rotation,
         "source_colour": [info.color.space, info.color_range] if info else None,
         "primary_colour": [primary.space, primary.range] if primary else None,
+        **({"native_frames": True} if plan.native_frames else {}),
     }
 
 
 def gap_params(gap: Gap) -> dict[str, Any]:
-    """The gap's own settings that change its frames."""
-    return {"count": gap.count, "prompt": gap.prompt, "negative_prompt": gap.negative_prompt, "seed": gap.seed}
+    """The gap's own settings that change its frames (a retimed chunk's: the times of its frames too)."""
+    return {"count": gap.count, "prompt": gap.prompt, "negative_prompt": gap.negative_prompt, "seed": gap.seed,
+            **({"times": [list(place) for place in gap.times]} if gap.times else {}),
+            **({"shots": gap.shot_places()} if gap.shots else {})}
 
 
 def gap_key(engine: str, settings: dict[str, Any], params: dict[str, Any], boundaries: Iterable[dict[str, Any]]) -> str:
@@ -194,8 +197,12 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def manifest_path(output: Path) -> Path:
-    """The manifest sits beside the output: ``out.mp4`` -> ``out.sfi.json``."""
-    return output.with_name(f"{output.stem}.sfi.json")
+    """The manifest sits beside the output: ``out.mp4`` -> ``out.sfi.json``, ``frames/`` -> ``frames.sfi.json``,
+    ``shots/name_%06d.png`` -> ``shots/name.sfi.json``."""
+    import re
+
+    stem = re.sub(r"[_.-]*%0?\d*d[_.-]*", "", output.stem) or "frames"
+    return output.with_name(f"{stem}.sfi.json")
 
 
 def manifest_owner(output: Path) -> Path | None:

@@ -14,6 +14,8 @@ def describe(plan: Plan) -> list[str]:
     width, height = plan.size
     lines = [f"plan: {plan.total_frames} frames ({float(plan.total_frames / plan.rate):.3f} s) at "
              f"{format_rate(plan.rate)} fps, {width}x{height}, {plan.codec} {plan.pix_fmt} -> {plan.output}"]
+    if plan.native_frames:
+        return [*lines, *_retime_lines(plan)]
     slow: list[Gap] = []
     for index, segment in enumerate(plan.segments):
         if isinstance(segment, Generated) and plan.gaps[segment.gap].mode == "slowmo":
@@ -37,6 +39,17 @@ def describe(plan: Plan) -> list[str]:
     lines.append(f"{len(plan.gaps)} gaps, {plan.generated_frames} generated frames; audio tracks: {len(plan.audio)}; "
                  f"subtitle tracks: {len(plan.subtitles)}; attachments: {len(plan.attachments)}; "
                  f"chapters: {len(plan.chapters)}")
+    return lines
+
+
+def _retime_lines(plan: Plan) -> list[str]:
+    """A retimed clip: how many real frames are copied, and one line per chunk of made frames."""
+    copied = sum(segment.frames for segment in plan.segments if isinstance(segment, Footage))
+    lines = [f"  footage  {copied} output frames are real frames of {plan.primary.path.name}, copied"]
+    lines += [f"  chunk {gap.index + 1:<4} {gap.count} frames made between real frames {gap.before[1]}-{gap.after[1]}, "
+              f"engine {gap.engine}" for gap in plan.gaps]
+    lines.append(f"{len(plan.gaps)} chunks, {plan.generated_frames} made frames; audio tracks: {len(plan.audio)}; "
+                 f"subtitle tracks: {len(plan.subtitles)}; chapters: {len(plan.chapters)}")
     return lines
 
 

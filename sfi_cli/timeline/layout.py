@@ -20,7 +20,7 @@ from sfi_cli.media import formats
 from sfi_cli.media.images import check_frame_size
 from sfi_cli.media.probe import MediaInfo, probe
 from sfi_cli.timeline.audio import audio_tracks
-from sfi_cli.timeline.model import Footage, Gap, Generated, Plan, Segment, Shot, Source, Still
+from sfi_cli.timeline.model import Footage, Gap, Generated, Plan, Segment, Shot, Source, Still, Streams
 from sfi_cli.timeline.recipe import Recipe, ShotSpec, TransitionSpec
 from sfi_cli.timeline.subtitles import following_streams
 from sfi_cli.timeline.timecode import format_rate, format_timecode
@@ -58,8 +58,11 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
     engines = EngineNames(engine, engine_settings)
     segments, gaps = lay_out(shots, picture.rate, engines)
     suffix = output.suffix.lower()
-    audio = audio_tracks(sources, shots, picture.rate, suffix) if recipe.output.audio == "shots" else ()
-    streams = following_streams(picture.primary, shots, picture.rate, suffix, picture.one_source)
+    if codec == "png":
+        audio, streams = (), pictures_only(picture.primary)
+    else:
+        audio = audio_tracks(sources, shots, picture.rate, suffix) if recipe.output.audio == "shots" else ()
+        streams = following_streams(picture.primary, shots, picture.rate, suffix, picture.one_source)
     quality = recipe.output.quality if recipe.output.quality is not None else formats.quality_for(codec, crf)
     return Plan(
         output=output, codec=codec, pix_fmt=picture.pix_fmt, size=picture.size, rate=picture.rate,
@@ -69,6 +72,15 @@ def make_plan(recipe: Recipe, *, engine: str, engine_settings: dict[str, dict[st
         warnings=picture.warnings + streams.warnings, attachments=streams.attachments, chapters=streams.chapters,
         pad=picture.pad, engine_identities=engines.identities(),
     )
+
+
+def pictures_only(primary: Source | None) -> Streams:
+    """What a PNG sequence keeps of its source besides the picture: nothing, said in a warning."""
+    info = primary.info if primary else None
+    if info is None or not (info.audio or info.subtitles or info.chapters):
+        return Streams()
+    return Streams(warnings=(f"a PNG sequence holds pictures only: the sound, subtitles and chapters of "
+                             f"'{info.path.name}' are left out",))
 
 
 def resolve_sources(recipe: Recipe, probed: Mapping[Path, MediaInfo]) -> dict[str, Source]:
@@ -98,9 +110,11 @@ def resolve_sources(recipe: Recipe, probed: Mapping[Path, MediaInfo]) -> dict[st
     return sources
 
 
-def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, default_fps: Fraction) -> Picture:
+def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, default_fps: Fraction, *,
+                   conformed: bool = True) -> Picture:
     """Rate, size and pixel format of the output: the recipe's where it says, else the first video's (odd
-    sizes padded to what the pixel format needs), with a warning for each thing the sources lose."""
+    sizes padded to what the pixel format needs), with a warning for each thing the sources lose (a rate
+    conversion only where footage is ``conformed`` to the output's rate, not where it is retimed)."""
     videos = [sources[str(shot.path)] for shot in recipe.shots if shot.kind == "video"]
     primary = videos[0] if videos else None
     info = primary.info if primary else None
@@ -117,9 +131,9 @@ def output_picture(recipe: Recipe, sources: dict[str, Source], codec: str, defau
     warnings = formats.picture_warnings(size, pad, pix_fmt, codec, info, infos, keep_rotation=keep_rotation,
                                         images=images)
     warnings += [f"'{i.path.name}' has a variable frame rate: converting it to a constant {format_rate(rate)} fps"
-                 for i in infos if i.vfr]
+                 for i in infos if i.vfr and conformed]
     warnings += [f"'{i.path.name}' runs at {format_rate(i.rate)} fps: converting it to the output's {format_rate(rate)} fps"
-                 for i in infos if not i.vfr and i.rate != rate]
+                 for i in infos if not i.vfr and i.rate != rate and conformed]
     return Picture(codec, pix_fmt, (size[0] + pad[0], size[1] + pad[1]), pad, rate, primary, keep_rotation, one_source,
                    tuple(warnings))
 
@@ -240,10 +254,16 @@ class _Timeline:
         self.position += segment.frames
 
     def add_gap(self, count: int, spec: TransitionSpec | None, mode: str, before: tuple[str, int],
-                after: tuple[str, int], label: str) -> None:
-        gap = Gap(len(self.gaps), count, self.engines.of(spec), spec.prompt if spec else "",
+                after: tuple[str, int], label: str, around: tuple[Shot, Shot] | None = None) -> None:
+        """A gap; ``around``: the shots a transition joins, whose frames go with it to an engine that keeps them
+        playing (``Engine.uses_shots``)."""
+        from engines import engine_class
+
+        engine = self.engines.of(spec)
+        shots = shot_ranges(*around, before, after) if around and engine_class(engine).uses_shots else None
+        gap = Gap(len(self.gaps), count, engine, spec.prompt if spec else "",
                   spec.negative_prompt if spec else "", spec.seed if spec else 0, mode, before, after, self.position,
-                  label)
+                  label, shots=shots)
         self.gaps.append(gap)
         self.add(Generated(gap.index, count))
 
@@ -270,5 +290,18 @@ def lay_out(shots: list[Shot], rate: Fraction, engines: EngineNames) -> tuple[tu
             before = (key, last - 1 if shot.source.kind == "video" else 0)
             after = (following.source.key, following.shown[0] if following.source.kind == "video" else 0)
             timeline.add_gap(shot.transition_frames, shot.spec.transition, shot.spec.transition.mode, before, after,
-                             f"shot {index + 1} -> {index + 2} at {format_timecode(timeline.position, rate)}")
+                             f"shot {index + 1} -> {index + 2} at {format_timecode(timeline.position, rate)}",
+                             around=(shot, following))
     return tuple(timeline.segments), tuple(timeline.gaps)
+
+
+def shot_ranges(outgoing: Shot, incoming: Shot, before: tuple[str, int],
+                after: tuple[str, int]) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+    """The real frames of both shots a transition hands its engine (``Gap.shots``): the outgoing shot's from the
+    one before ``before`` to its end, the incoming one's from its start to the one after ``after`` (the frames
+    a replace transition takes, and each shot's motion into the cut); an image is its one frame."""
+    def frames(shot: Shot, first: int, last: int) -> tuple[str, int, int]:
+        return (shot.source.key, 0, 0) if shot.source.kind == "image" else (shot.source.key, first, last)
+
+    return (frames(outgoing, max(outgoing.start, before[1] - 1), outgoing.stop - 1),
+            frames(incoming, incoming.start, min(incoming.stop - 1, after[1] + 1)))

@@ -79,7 +79,9 @@ class Still:
 
 @dataclass(frozen=True)
 class Generated:
-    """The place of gap ``gap`` (an index into ``Plan.gaps``) in the picture."""
+    """The place of gap ``gap`` (an index into ``Plan.gaps``) in the picture: all its frames, or the next
+    ``frames`` of them (a retimed chunk's made frames lie between the real frames it keeps, so its gap
+    appears as several slices, in order)."""
 
     gap: int
     frames: int
@@ -88,10 +90,16 @@ class Generated:
 Segment = Union[Footage, Still, Generated]
 
 
+LAYER_STEP = {"replace": 1.0, "insert": 0.5}  # frames of each shot per new frame of a live dissolve
+
+
 @dataclass(frozen=True)
 class Gap:
     """A transition to make: ``count`` new frames between frame ``before`` of one source and frame ``after``
-    of another (or the same, for slow motion)."""
+    of another (or the same, for slow motion).
+
+    A retimed chunk (mode "retime") is made from every real frame ``before`` .. ``after`` of one source:
+    ``times`` holds each new frame's place, (j, t): at time t in (0, 1) from frame before + j to the next."""
 
     index: int
     count: int
@@ -104,6 +112,33 @@ class Gap:
     after: tuple[str, int]
     output_start: int  # first output frame of the gap
     label: str
+    times: tuple[tuple[int, float], ...] = ()  # a retimed chunk's frames (see above); () for a transition
+    # For an engine that keeps both shots playing (``Engine.uses_shots``): the real frames (source, first, last)
+    # of the outgoing shot up to the cut and of the incoming one from it, ``before`` and ``after`` among them.
+    shots: tuple[tuple[str, int, int], tuple[str, int, int]] | None = None
+
+    @property
+    def real_frames(self) -> tuple[tuple[str, int], ...]:
+        """The source frames its job is made from: the two ends, both shots' frames around the cut, or every
+        frame of a retimed chunk."""
+        if self.shots:
+            return tuple((source, index) for source, first, last in self.shots for index in range(first, last + 1))
+        if not self.times:
+            return self.before, self.after
+        source, first = self.before
+        return tuple((source, index) for index in range(first, self.after[1] + 1))
+
+    def shot_places(self) -> dict[str, Any]:
+        """Where in its shots' frames (``shots``) each new frame shows them: replace runs both shots on at their
+        own speed through the frames it takes; insert plays them on at half speed from ``before`` and into
+        ``after`` (a place past a shot's last frame continues its motion: ``engines.base.ShotFrames``)."""
+        (_, out_first, out_last), (_, in_first, _) = self.shots
+        step = LAYER_STEP[self.mode]
+        outgoing, incoming = self.before[1] - out_first, self.after[1] - in_first
+        return {"outgoing": out_last - out_first + 1,
+                "outgoing_at": [outgoing + step * (j + 1) for j in range(self.count)],
+                "incoming_at": [incoming - step * (self.count - j) for j in range(self.count)],
+                "ends": [outgoing, out_last - out_first + 1 + incoming]}
 
 
 @dataclass(frozen=True)
@@ -115,6 +150,9 @@ class AudioPiece:
     start_sample: int  # may be negative, or run past the track's end: those samples are silence
     samples: int
     overlap: int = 0  # samples at its start that are crossfaded with the end of the piece before it
+    # The source's sound played at this speed, pitch kept (a slowed clip's: 0.4 for 2.5 times slower):
+    # ``samples`` output samples are made from ``samples * tempo`` source samples.
+    tempo: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -166,6 +204,9 @@ class Plan:
     chapters: tuple[Chapter, ...] = ()  # of the primary source, moved past inserted transitions
     pad: tuple[int, int] = (0, 0)  # columns, rows repeated at the right/bottom edge to make ``size`` even
     engine_identities: Mapping[str, Any] = field(default_factory=dict)  # by engine name: ``Engine.identity``
+    # Footage numbered by each source's own frames as decoded (``sfi retime``: output frames fall between
+    # them), not by the output's rate.
+    native_frames: bool = False
 
     @property
     def sar(self) -> Fraction:

@@ -87,10 +87,11 @@ class TransitionMedia:
     before: int
     after: int
     frames: int
+    sequence: bool = False  # a folder of PNG frames (frame_00001.png ...), not a movie file
 
     @property
     def name(self) -> str:
-        return self.path.stem
+        return self.path.name if self.sequence else self.path.stem
 
 
 def transition_gaps(plan: Plan) -> list[int]:
@@ -144,9 +145,11 @@ def marker_text(record: dict[str, Any]) -> str:
     return f"sfi {record['engine']}, seed {record['seed']}, key {record.get('key')}{prompt}"
 
 
-def build_timeline(plan: Plan, records: Sequence[dict[str, Any]], media: dict[int, TransitionMedia], name: str):
+def build_timeline(plan: Plan, records: Sequence[dict[str, Any]], media: dict[int, TransitionMedia], name: str, *,
+                   image_sequences: bool = True):
     """The OTIO timeline of a rendered ``plan``: ``records`` are the manifest's gap records, ``media`` each
-    transition's own file (by gap index)."""
+    transition's own file (by gap index); a PNG clip is an image sequence, or with ``image_sequences`` off
+    its first frame."""
     lib = otio()
     schema = lib.schema
     rate = plan.rate
@@ -171,7 +174,7 @@ def build_timeline(plan: Plan, records: Sequence[dict[str, Any]], media: dict[in
             continue
         position += segment.frames
         if isinstance(segment, Generated):
-            track.append(_transition_clip(media[segment.gap], records[segment.gap], rate))
+            track.append(_transition_clip(media[segment.gap], records[segment.gap], rate, image_sequences))
         elif isinstance(segment, Footage):
             source = plan.sources[segment.source]
             first = timecode_frames(source.info.timecode, rate)
@@ -188,9 +191,16 @@ def build_timeline(plan: Plan, records: Sequence[dict[str, Any]], media: dict[in
     return timeline
 
 
-def _transition_clip(media: TransitionMedia, record: dict[str, Any], rate: Fraction):
+def _transition_clip(media: TransitionMedia, record: dict[str, Any], rate: Fraction, image_sequences: bool):
     schema = otio().schema
-    reference = schema.ExternalReference(target_url=_url(media.path), available_range=_range(0, media.frames, rate))
+    available = _range(0, media.frames, rate)
+    if media.sequence and image_sequences:
+        reference = schema.ImageSequenceReference(
+            target_url_base=_url(media.path) + "/", name_prefix="frame_", name_suffix=".png", start_frame=1,
+            frame_step=1, rate=float(rate), frame_zero_padding=5, available_range=available)
+    else:
+        first = media.path / "frame_00001.png" if media.sequence else media.path
+        reference = schema.ExternalReference(target_url=_url(first), available_range=available)
     # Its own reel in an EDL (one cut from the file name would be the same for every transition of a source).
     clip = schema.Clip(name=media.name, media_reference=reference,
                        source_range=_range(media.before, media.frames - media.before - media.after, rate),
