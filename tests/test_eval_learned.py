@@ -106,7 +106,7 @@ def test_wrong_weight_files_are_refused_in_one_line_before_any_engine_runs(sfi, 
         (("--lpips", short), "not LPIPS (alex/vgg/squeeze) weights: 1 of 15 tensors missing: lin4.model.1.weight"),
         (("--lpips", truncated), "cannot read LPIPS weights"),
         (("--lpips", lin_only), "holds LPIPS's linear layers only; point eval.lpips_backbone"),
-        (("--lpips", tmp_path / "none.pth"), "do not exist"),
+        (("--lpips", tmp_path / "none.pth"), "does not exist"),
         (("--fid-weights", not_fid), "is not the FID Inception"),
         (("--clip-model", tmp_path), "is not a CLIP model folder (no config.json)"),
     ]:

@@ -52,27 +52,16 @@ def _summary(names: list[str]) -> str:
 
 
 def read_tensors(path: Path, what: str) -> dict:
-    """A file's tensors by name (safetensors, or a torch file read with ``weights_only``), unwrapped from
-    ``state_dict``/``model`` and a ``module.`` prefix."""
+    """A file's tensors by name, read as the SemFi LoRA is (safetensors, or torch with ``weights_only``;
+    unwrapped from ``state_dict``/``model`` and a ``module.`` prefix)."""
     import torch
 
-    if not path.is_file():
-        raise SfiError(f"{what} weights '{path}' do not exist; point the setting at the file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from engines.semfi_parts.mol import read_tensors as read_plain_tensors
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, a pickle of other objects
-        reason = " ".join(str(error).split())[:160] or type(error).__name__
-        raise SfiError(f"cannot read {what} weights '{path}' ({reason})") from None
-    while isinstance(state, dict) and len(state) == 1 and isinstance(next(iter(state.values())), dict):
-        state = next(iter(state.values()))
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    state = read_plain_tensors(path, f"{what} weights", "point the setting at the file the README's eval table names")
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise SfiError(f"{what} weights '{path}' are not a dictionary of tensors")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+    return state
 
 
 def load_checked(network, state: dict, what: str, paths: str, ignored: tuple[str, ...] = ()) -> None:
