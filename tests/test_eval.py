@@ -97,6 +97,7 @@ def test_bad_use_is_one_line(sfi, tmp_path, image_pair):
         ((*image_pair, "--engines", "warp"), "unknown engine 'warp'"),
         ((*image_pair, image_pair[0]), "give two images or one video, got 3 inputs"),
         ((*image_pair, "--frames", 0), "--frames must be 1 or more"),
+        ((*image_pair, "--report", existing / "r.html"), f"folder '{existing}' for the report does not exist"),
     ]:
         result = sfi("eval", *args)
         lines = result.stderr.strip().splitlines()

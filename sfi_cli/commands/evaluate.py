@@ -43,13 +43,14 @@ def evaluate(obj: Context, inputs: tuple[Path, ...], engine_list: str, frames: i
     from sfi_cli.evaluate.report import html_report, text_table
     from sfi_cli.evaluate.run import evaluate as run_evaluation
     from sfi_cli.evaluate.run import pair_material, video_material
-    from sfi_cli.media.publish import refuse_inputs, write_text
+    from sfi_cli.media.publish import refuse_inputs, require_writable_folder, write_text
 
     names = [name.strip() for name in engine_list.split(",") if name.strip()]
     if not names or "auto" in names:
         raise SfiError("--engines needs engine names, e.g. flow,rife,crossfade (auto compares nothing)")
     if report is not None:
         refuse_inputs([report], inputs, "report")
+        require_writable_folder(report.absolute().parent, "the report")  # refused before any engine runs
         if report.exists() and not force:
             raise SfiError(f"report '{report}' exists; pass --force to overwrite it")
     reporter = obj.reporter(quiet, as_json)
