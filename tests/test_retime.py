@@ -202,3 +202,20 @@ def test_bad_requests_are_one_line_and_write_nothing(clips, tmp_path, sfi, args,
     result = sfi("retime", clips["24"], "-o", tmp_path / "out.mp4", *args)
     assert result.code != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_slowmo_stretches_the_subtitles_with_the_picture(tmp_path, ffmpeg_exe, sfi):
+    import av
+
+    clip = make_clip(tmp_path / "subs.mp4", ffmpeg_exe, frames=48, cuts=(20,), rate="24", size=SIZE, subtitles=True)
+    for suffix in (".mp4", ".mkv"):
+        out = tmp_path / f"slow{suffix.replace('.', '_')}{suffix}"
+        summary = retime(sfi, clip, out, "--slowmo", "2.5")
+        assert not any("subtitle" in w for w in summary["warnings"]), summary["warnings"]
+        with av.open(str(out)) as container:
+            stream = container.streams.subtitles[0]
+            cues = [(float(p.pts * p.time_base), float(p.duration * p.time_base), bytes(p))
+                    for p in container.demux(stream) if p.size and p.duration]
+        texts = [(start, length) for start, length, data in cues if b"line" in data]
+        # the clip's cues 0.2-0.8 s and 1.4-1.8 s, 2.5 times slower
+        assert texts == [pytest.approx((0.5, 1.5), abs=0.01), pytest.approx((3.5, 1.0), abs=0.01)], (suffix, cues)

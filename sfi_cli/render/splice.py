@@ -136,13 +136,16 @@ def atempo_steps(tempo: Fraction) -> list[float]:
     return [*steps, float(left)]
 
 
-def subtitle_retiming(shifts: list[tuple[Fraction, Fraction]]) -> str | None:
-    """A ``setts`` filter moving each subtitle later by the transitions inserted before it (no commas:
-    ffmpeg splits bitstream filter lists on them)."""
-    if not shifts:
+def subtitle_retiming(shifts: list[tuple[Fraction, Fraction]], scale: Fraction = Fraction(1)) -> str | None:
+    """A ``setts`` filter that stretches subtitle times and durations by ``scale`` (slow motion) and moves each
+    subtitle later by the transitions inserted before it (no commas: ffmpeg splits bitstream filter lists on
+    them)."""
+    if not shifts and scale == 1:
         return None
     terms = "".join(f"+(1+sgn(TS*TB-{float(at) - 0.0005:.6f}))/2*{float(by):.6f}/TB" for at, by in shifts)
-    return f"setts=ts=TS{terms}"
+    if scale == 1:
+        return f"setts=ts=TS{terms}"
+    return f"setts=ts=TS*{float(scale):.9f}{terms}:duration=DURATION*{float(scale):.9f}"
 
 
 def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
@@ -176,7 +179,7 @@ def splice_command(plan: Plan, partial: Path, ffmpeg: str) -> list[str]:
                 options[f"b:a:{index}"] = "256k"
         if track.language:
             options[f"metadata:s:a:{index}"] = f"language={track.language}"
-    retime = subtitle_retiming(plan.subtitle_shifts)
+    retime = subtitle_retiming(plan.subtitle_shifts, plan.subtitle_scale)
     for index, subtitle in enumerate(plan.subtitles):
         streams.append(inputs[plan.primary.key][f"s:{subtitle.index}"])
         options[f"c:s:{index}"] = subtitle_codec(plan.output.suffix.lower(), subtitle.codec)

@@ -207,6 +207,7 @@ class Plan:
     # Footage numbered by each source's own frames as decoded (``sfi retime``: output frames fall between
     # them), not by the output's rate.
     native_frames: bool = False
+    subtitle_scale: Fraction = Fraction(1)  # subtitle times and durations multiplied by it (``sfi retime --slowmo``)
 
     @property
     def sar(self) -> Fraction:

@@ -204,9 +204,6 @@ def retime_plan(request: RetimeRequest, info: MediaInfo, cuts: list[int], *, eng
         from dataclasses import replace
 
         chapters = tuple(replace(c, start=c.start * request.slowmo, end=c.end * request.slowmo) for c in chapters)
-        if subtitles:
-            warnings.append(f"the subtitles of '{video.name}' are left out: slowed down, they would need retiming")
-            subtitles = ()
     from engines import engine_class
 
     return Plan(
@@ -216,7 +213,7 @@ def retime_plan(request: RetimeRequest, info: MediaInfo, cuts: list[int], *, eng
         audio=() if codec == "png" else retime_audio(source, total, rate, request.slowmo, request.audio, suffix),
         subtitles=subtitles,
         subtitle_shifts=(), recipe=video, warnings=tuple(warnings), attachments=streams.attachments,
-        chapters=chapters, pad=picture.pad, engine_identities={engine: engine_class(engine).identity(engine_settings)},
+        chapters=chapters, subtitle_scale=request.slowmo, pad=picture.pad, engine_identities={engine: engine_class(engine).identity(engine_settings)},
         native_frames=True,
     )
 
