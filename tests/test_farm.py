@@ -17,7 +17,6 @@ import pytest
 
 from clips import make_clip
 from test_passes import SFI, NumberJob, framemd5, gaps_in, hidden
-from tiny_wan import tiny_wan
 
 TESTS = Path(__file__).parent
 
@@ -32,11 +31,6 @@ def ray_address():
              runtime_env={"env_vars": {"PYTHONPATH": path}})  # the workers import this module's job functions
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def wan(tmp_path_factory):
-    return tiny_wan(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from engines.semfi_parts.backends.dit import ExportableDiT, expert_input_names
 from engines.semfi_parts.backends.denoisers import CompiledDenoiser, DiTSource, EagerDenoiser
 from engines.semfi_parts.rules import expert_index, latent_frame_count, model_frame_count
 from helpers import run_sfi
-from tiny_wan import DIT, TEXT, gradient_pair, random_lora_state, tiny_engine, tiny_wan
+from tiny_wan import DIT, TEXT, gradient_pair, random_lora_state, tiny_engine
 
 
 def tiny_dit(disk=None):
@@ -70,11 +70,6 @@ def eager_velocity(weights, expert, inputs):
     denoiser.use_expert(expert)
     with torch.no_grad():
         return denoiser(*inputs)
-
-
-@pytest.fixture(scope="module")
-def wan(tmp_path_factory):
-    return tiny_wan(tmp_path_factory)
 
 
 def flags(wan, cache, *extra):

@@ -12,12 +12,7 @@ import torch
 from PIL import Image
 
 from helpers import count_video_frames
-from tiny_wan import gradient_pair, tiny_wan
-
-
-@pytest.fixture(scope="module")
-def wan(tmp_path_factory):
-    return tiny_wan(tmp_path_factory)
+from tiny_wan import gradient_pair
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,10 @@ from engines.flow import FlowEngine
 from engines.semfi import DEFAULTS, SemFiEngine
 from engines.semfi_parts import delivery, loading, rules
 from engines.errors import EngineError
-from tiny_wan import CLIP, DIT, ENGINE_SETTINGS, TEXT, VAE_DIM, gradient_pair, tiny_engine, tiny_wan
+from tiny_wan import CLIP, DIT, ENGINE_SETTINGS, TEXT, VAE_DIM, gradient_pair, tiny_engine
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])
-
-
-@pytest.fixture(scope="module")
-def wan(tmp_path_factory):
-    return tiny_wan(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,9 @@ from engines.errors import EngineError
 from engines.semfi import SemFiEngine
 from engines.semfi_parts import extra_lora, loading, mol, rules, stepcache
 from engines.semfi_parts.schedule import shifted_timesteps
-from tiny_wan import ENGINE_SETTINGS, gradient_pair, tiny_engine, tiny_wan
+from tiny_wan import ENGINE_SETTINGS, gradient_pair, tiny_engine
 
 SIZE = (32, 48)
-
-
-@pytest.fixture(scope="module")
-def wan(tmp_path_factory):
-    return tiny_wan(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
