@@ -10,6 +10,11 @@ then for each runs, in this one process's lifetime:
 and prints wall times, their ratio (target <= 1.35x) and the peak memory of the sfi
 process and of its largest child (ffmpeg) for both lengths (target: flat).
 
+It also prints CPU seconds (all processes) and the floor that sfi's design sets: detection and
+the transitions alone (`--only transitions`) plus re-encoding what sfi delivers. That work
+cannot be left out, so on a machine whose cores x264 already keeps busy, its CPU over the plain
+re-encode's is about the lowest ratio any run can reach.
+
 Usage: .venv/bin/python benchmarks/bench_fill.py [--keep DIR] [--repeat N] [--short]
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -43,7 +49,9 @@ try:
     main(sys.argv[1:])
 except SystemExit as exit_:
     code = exit_.code or 0
+own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"code": code, "seconds": time.monotonic() - started,
+                  "cpu": own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime,
                   "self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}), file=sys.stderr)
 """
@@ -64,25 +72,30 @@ def make_clip(path: Path, seconds: int, ffmpeg: str) -> None:
                     "-c:a", "aac", "-shortest", str(path)], check=True)
 
 
-def reencode(source: Path, out: Path, ffmpeg: str) -> float:
-    """Seconds for a plain ffmpeg re-encode with sfi's video settings: the baseline, and (run on sfi's
-    own output) what encoding its longer, dissolve-heavy frames costs by itself."""
-    started = time.monotonic()
+def children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def reencode(source: Path, out: Path, ffmpeg: str) -> tuple[float, float]:
+    """Wall and CPU seconds of a plain ffmpeg re-encode with sfi's video settings: the baseline, and (run
+    on sfi's own output) what encoding its longer, dissolve-heavy frames costs by itself."""
+    started, cpu = time.monotonic(), children_cpu()
     subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(source), "-c:v", "libx264", "-crf", "18",
                     "-preset", "medium", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "256k", str(out)], check=True)
-    return time.monotonic() - started
+    return time.monotonic() - started, children_cpu() - cpu
 
 
-def sfi_fill(source: Path, out: Path, work: Path, mode: str = "insert") -> dict:
+def sfi_fill(source: Path, out: Path, work: Path, mode: str = "insert", *only: str) -> dict:
     shutil.rmtree(work, ignore_errors=True)  # nothing may come from an earlier run's cache
     run = subprocess.run([sys.executable, "-c", MEASURED_SFI, "fill", str(source), "-o", str(out), "--engine",
-                          "crossfade", "--seconds", "0.5", "--mode", mode, "--work-dir", str(work), "--quiet", "--force", "--json"],
-                         capture_output=True, text=True)
+                          "crossfade", "--seconds", "0.5", "--mode", mode, "--work-dir", str(work), "--quiet", "--force",
+                          "--json", *only], capture_output=True, text=True)
     measured = json.loads(run.stderr.strip().splitlines()[-1])
     if measured["code"] != 0:
         raise SystemExit(f"sfi fill failed: {run.stderr}")
     summary = json.loads(run.stdout)
-    return {**measured, "detection": summary["detection_seconds"], **summary["pass_seconds"]}
+    return {**measured, "detection": summary["detection_seconds"], **summary.get("pass_seconds", {})}
 
 
 def main() -> None:
@@ -106,11 +119,14 @@ def main() -> None:
             plains.append(reencode(clip, folder / f"plain-{seconds}s.mp4", ffmpeg))
             fills.append(sfi_fill(clip, folder / f"filled-{seconds}s.mp4", folder / f"work-{seconds}s"))
             replaces.append(sfi_fill(clip, folder / f"replaced-{seconds}s.mp4", folder / f"work-{seconds}s", "replace"))
-        plain = min(plains)
+        plain, plain_cpu = min(plains)
         filled = min(fills, key=lambda run: run["seconds"])
         replaced = min(replaces, key=lambda run: run["seconds"])
-        same_frames = min(reencode(folder / f"filled-{seconds}s.mp4", folder / f"again-{seconds}s.mp4", ffmpeg)
-                          for _ in range(args.repeat))
+        same_frames, same_cpu = min(reencode(folder / f"filled-{seconds}s.mp4", folder / f"again-{seconds}s.mp4", ffmpeg)
+                                    for _ in range(args.repeat))
+        alone = min((sfi_fill(clip, folder / f"filled-{seconds}s.mp4", folder / f"work-{seconds}s", "insert", "--only",
+                              "transitions") for _ in range(args.repeat)), key=lambda run: run["cpu"])
+        floor = alone["cpu"] + same_cpu
         results[seconds] = (plain, filled)
         print(f"{seconds:>3} s clip ({seconds * RATE} frames, {seconds // SHOT_SECONDS - 1} cuts): "
               f"plain ffmpeg re-encode {plain:6.1f} s | sfi fill (crossfade) {filled['seconds']:6.1f} s | "
@@ -123,6 +139,9 @@ def main() -> None:
               flush=True)
         print(f"      where the time goes (insert): detection {filled['detection']:.1f} s, then transitions "
               f"{filled['transitions']:.1f} s beside the splice's {filled['splice']:.1f} s", flush=True)
+        print(f"      CPU seconds: plain {plain_cpu:.0f} | sfi fill {filled['cpu']:.0f} ({filled['cpu'] / plain_cpu:.2f}x) | "
+              f"the design's floor {floor:.0f} ({floor / plain_cpu:.2f}x) = detection and transitions alone "
+              f"{alone['cpu']:.0f} + encoding what sfi delivers {same_cpu:.0f}", flush=True)
     if args.short:
         return
     short, long = results[10][1], results[60][1]
