@@ -135,22 +135,25 @@ class IFNet(nn.Module):
         gap's batches share them)."""
         batch = times.shape[0]
         first_features, last_features = features or (self.encode(first), self.encode(last))
-        ends = [x.expand(batch, -1, -1, -1) for x in (first, last, first_features, last_features)]
+        # A picture and its features move by the same flow: warped together, one grid sample for both.
+        sides = [torch.cat(pair, 1).expand(batch, -1, -1, -1) for pair in ((first, first_features), (last, last_features))]
+        warped = sides
         flow = mask = context = None
-        warped_first, warped_last = ends[0], ends[1]
-        for block, level in zip(self.blocks(), LEVELS):
+        blocks = self.blocks()
+        for index, (block, level) in enumerate(zip(blocks, LEVELS)):
             divisor = level / scale
+            pieces = [warped[0][:, :3], warped[1][:, :3], warped[0][:, 3:], warped[1][:, 3:]]
             if flow is None:
-                flow, mask, context = block(ends, times, None, divisor)
+                flow, mask, context = block(pieces, times, None, divisor)
             else:
-                moved_features = [backward_warp(ends[2], flow[:, :2]), backward_warp(ends[3], flow[:, 2:])]
-                update, mask, context = block([warped_first, warped_last, *moved_features], times, flow, divisor,
-                                              extra=[mask, context])
+                update, mask, context = block(pieces, times, flow, divisor, extra=[mask, context])
                 flow = flow + update
-            warped_first, warped_last = backward_warp(ends[0], flow[:, :2]), backward_warp(ends[1], flow[:, 2:])
+            # The last block's flow warps only the pictures: nothing needs their features after it.
+            wanted = sides if index < len(blocks) - 1 else [side[:, :3] for side in sides]
+            warped = [backward_warp(wanted[0], flow[:, :2]), backward_warp(wanted[1], flow[:, 2:])]
         weight = torch.sigmoid(mask)
-        apart = (warped_first - warped_last).abs().mean(dim=(1, 2, 3))
-        return warped_first * weight + warped_last * (1 - weight), apart
+        apart = (warped[0] - warped[1]).abs().mean(dim=(1, 2, 3))
+        return warped[0] * weight + warped[1] * (1 - weight), apart
 
 
 def padding_multiple(scale: float) -> int:
