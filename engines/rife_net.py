@@ -149,7 +149,7 @@ class IFNet(nn.Module):
         batch = times.shape[0]
         first_features, last_features = features or (self.encode(first), self.encode(last))
         ends = [x.expand(batch, -1, -1, -1) for x in (first, last, first_features, last_features)]
-        flow = mask = context = None
+        flow = mask = context = grids = None  # grids: where the flow so far samples each end
         warped_first, warped_last = ends[0], ends[1]
         for block, level in zip(self.blocks(), LEVELS):
             divisor = level / scale
