@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/bench_interpolate.py [--quick] [--videos DIR]
 Method: take real frame triplets (t-1, t, t+1) from inside a shot, give each method
 frames t-1 and t+1, ask for the frame halfway between, and compare it with the real
 frame t (PSNR on RGB, SSIM on luma). Speed is in-between frames per second at 1080p
-when doubling a clip's frame rate: ``flow``, ``rife`` (on the CPU, float32, a thread per
+when doubling a clip's frame rate: ``flow``, ``rife`` (its default two-pass ensemble, on the CPU, float32, a thread per
 core) and ``crossfade`` are called once per gap in this process; minterpolate runs once over the clip (raw RGB piped in and out), its
 fixed start-up cost left out. minterpolate (mi_mode=mci, mc_mode=aobmc, me_mode=bidir)
 is measured in the same run and every result is also printed as a ratio against it.

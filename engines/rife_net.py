@@ -13,6 +13,7 @@ Only this module imports torch; ``engines.rife`` imports it on first use.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -47,14 +48,26 @@ def resized(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
 
 
-def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample ``image`` at p + flow(p) for every pixel p (flow in pixels, x then y; edges repeat outward)."""
-    batch, _, height, width = flow.shape
-    xs = torch.linspace(-1.0, 1.0, width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
-    ys = torch.linspace(-1.0, 1.0, height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
-    # align_corners=True: -1 and +1 are the centres of the edge pixels, so one pixel is 2 / (size - 1).
-    grid = torch.stack((xs + flow[:, 0] * (2.0 / max(width - 1, 1)), ys + flow[:, 1] * (2.0 / max(height - 1, 1))), -1)
-    image = image.expand(batch, -1, -1, -1) if image.shape[0] != batch else image
+@functools.lru_cache(maxsize=4)
+def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """1xHxWx2: every pixel's own place in grid_sample's units (align_corners=True: -1 and +1 are the centres
+    of the edge pixels); made once per size, as it is the same for every warp."""
+    xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+    ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
+    return torch.stack((xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)), -1)[None]
+
+
+def sampling_grid(flow: torch.Tensor) -> torch.Tensor:
+    """Where ``backward_warp`` samples for each pixel p: p + flow(p) (flow in pixels, x then y; one pixel is
+    2 / (size - 1)). Made once per flow: a picture and its features move by the same one."""
+    _, _, height, width = flow.shape
+    per_pixel = flow.new_tensor((2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)))
+    return pixel_grid(height, width, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1) * per_pixel
+
+
+def backward_warp(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``image`` sampled at ``grid`` (from ``sampling_grid``); the edges repeat outward."""
+    image = image.expand(grid.shape[0], -1, -1, -1) if image.shape[0] != grid.shape[0] else image
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
@@ -136,18 +149,19 @@ class IFNet(nn.Module):
         batch = times.shape[0]
         first_features, last_features = features or (self.encode(first), self.encode(last))
         ends = [x.expand(batch, -1, -1, -1) for x in (first, last, first_features, last_features)]
-        flow = mask = context = None
+        flow = mask = context = grids = None  # grids: where the flow so far samples each end
         warped_first, warped_last = ends[0], ends[1]
         for block, level in zip(self.blocks(), LEVELS):
             divisor = level / scale
             if flow is None:
                 flow, mask, context = block(ends, times, None, divisor)
             else:
-                moved_features = [backward_warp(ends[2], flow[:, :2]), backward_warp(ends[3], flow[:, 2:])]
+                moved_features = [backward_warp(ends[2], grids[0]), backward_warp(ends[3], grids[1])]
                 update, mask, context = block([warped_first, warped_last, *moved_features], times, flow, divisor,
                                               extra=[mask, context])
                 flow = flow + update
-            warped_first, warped_last = backward_warp(ends[0], flow[:, :2]), backward_warp(ends[1], flow[:, 2:])
+            grids = sampling_grid(flow[:, :2]), sampling_grid(flow[:, 2:])
+            warped_first, warped_last = backward_warp(ends[0], grids[0]), backward_warp(ends[1], grids[1])
         weight = torch.sigmoid(mask)
         apart = (warped_first - warped_last).abs().mean(dim=(1, 2, 3))
         return warped_first * weight + warped_last * (1 - weight), apart

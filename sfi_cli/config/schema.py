@@ -140,6 +140,7 @@ SCHEMA: dict[str, Key] = {
     "engines.rife.device": Key((str,), "auto"),
     "engines.rife.scale": Key((int, float), 1.0, (0.25, 0.5, 1.0, 2.0)),
     "engines.rife.batch": Key((int,), 0, minimum=0),
+    "engines.rife.ensemble": Key((int,), 2, (1, 2, 4)),
     "engines.semfi.model_dir": Key((str,), "", flag="--model-dir",
             help="Wan2.1-I2V-14B-720P folder"),
     "engines.semfi.lora": Key((str,), "", flag="--lora",
