@@ -45,6 +45,16 @@ def semfi_attentions() -> tuple[str, ...]:
     return ATTENTIONS
 
 
+def rife_choices(name: str) -> Callable[[], tuple[Any, ...]]:
+    """One of the rife engine's tuples of allowed values (``SCALES``, ``ENSEMBLES``), read when a value is checked."""
+    def choices() -> tuple[Any, ...]:
+        import engines.rife
+
+        return getattr(engines.rife, name)
+
+    return choices
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: accepted TOML types, default, allowed values if it is a choice (a tuple, or a function
@@ -138,9 +148,9 @@ SCHEMA: dict[str, Key] = {
     "engines.flow.min_confidence": Key((int, float), 0.35, minimum=0, maximum=1),
     "engines.rife.weights": Key((str,), ""),
     "engines.rife.device": Key((str,), "auto"),
-    "engines.rife.scale": Key((int, float), 1.0, (0.25, 0.5, 1.0, 2.0)),
+    "engines.rife.scale": Key((int, float), 1.0, rife_choices("SCALES")),
     "engines.rife.batch": Key((int,), 0, minimum=0),
-    "engines.rife.ensemble": Key((int,), 2, (1, 2, 4)),
+    "engines.rife.ensemble": Key((int,), 2, rife_choices("ENSEMBLES")),
     "engines.semfi.model_dir": Key((str,), "", flag="--model-dir",
             help="Wan2.1-I2V-14B-720P folder"),
     "engines.semfi.lora": Key((str,), "", flag="--lora",
