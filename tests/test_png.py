@@ -111,3 +111,14 @@ def test_transitions_only_as_png_sequences(clip, tmp_path, sfi):
     assert result.code == 0, result.stderr
     made = [Path(p) for p in json.loads(result.stdout)["transition_clips"]]
     assert len(made) == 1 and made[0].is_dir() and len(pngs(made[0])) == GAP + 2
+
+
+@pytest.mark.parametrize("folder, name", [("p%x", "frames"), ("q%d", "f_%03d.png"), (".", "sub:dir")])
+def test_png_sequence_under_any_name_ffmpeg_would_read_as_a_pattern_or_protocol(clip, tmp_path, sfi, folder, name):
+    """A '%' in a folder above the frames, or a name ffmpeg takes for a protocol ('sub:dir'), names files as it is."""
+    parent = tmp_path / folder
+    parent.mkdir(exist_ok=True)
+    result = sfi("retime", clip, "-o", parent / name, "--slowmo", "1.5", "--engine", "crossfade", "-q")
+    assert result.code == 0, result.stderr
+    written = sorted(p.name for p in parent.rglob("*.png"))
+    assert len(written) == round(FRAMES * 1.5) and written[0] in ("frame_00001.png", "f_001.png")
