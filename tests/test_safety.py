@@ -221,6 +221,18 @@ def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
     assert json.loads((tmp_path / "out.sfi.json").read_text())["output"].endswith("out.mkv")
 
 
+@pytest.mark.parametrize("kept", ['{"mine": 1}\n', "notes, not JSON\n"])
+def test_a_file_where_the_manifest_goes_that_sfi_did_not_write_is_never_replaced(tmp_path, ffmpeg_exe, sfi, kept):
+    """out.sfi.json that is no sfi manifest is the user's file: the run is refused, even with --force."""
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=6, cuts=(), size=(64, 36), audio=False)
+    (tmp_path / "out.sfi.json").write_text(kept)
+    before = snapshot(tmp_path)
+    for force in ([], ["--force"]):
+        one_error(sfi("retime", video, "-o", tmp_path / "out.mp4", "--slowmo", "1.5", "--engine", "crossfade", *force),
+                  "is not an sfi manifest")
+        assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
 @pytest.mark.parametrize("work", ["out.mp4", "out.mp4/work", "out.sfi.json", "sheet.png"])
 def test_work_folder_where_a_result_goes_is_refused_before_anything_is_made(tmp_path, ffmpeg_exe, sfi, work):
     video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)

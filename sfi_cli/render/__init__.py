@@ -26,7 +26,7 @@ from sfi_cli.errors import SfiError
 from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder
 from sfi_cli.media.targets import check_sheet, check_target, parse_target
 from sfi_cli.progress import Reporter
-from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
+from sfi_cli.render.workdir import GapCache, manifest_path, manifest_refusal, write_json
 from sfi_cli.timeline.describe import describe, plan_data
 from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
@@ -70,10 +70,9 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions, fram
         return check_work_dir(work_dir_for(output, options.work_dir))
     check_target(parse_target(str(output)), options.force, frames, inputs)
     refuse_inputs([manifest_path(output)], inputs)
-    owner = manifest_owner(output)
-    if owner is not None:
-        raise SfiError(f"'{manifest_path(output)}' is the manifest of another result, '{owner}', which a manifest for "
-                       f"'{output}' would replace; choose another output name (or delete '{owner}' first)")
+    refusal = manifest_refusal(output)
+    if refusal is not None:
+        raise SfiError(refusal)
     if options.sheet is not None:
         check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)
