@@ -61,7 +61,9 @@ def _tagged(stream, plan: Plan):
                                        ("colorspace", info.color.space)) if v})
         if info.field_order:
             tags["field_mode"] = "tff" if info.field_order in ("tt", "tb") else "bff"
-    return stream.filter("setparams", **tags).filter("setsar", f"{plan.sar.numerator}/{plan.sar.denominator}")
+    # setsar's ``max`` (100 by default) would round 208:207 to 1:1: the pixel aspect is kept exactly
+    return stream.filter("setparams", **tags).filter("setsar", sar=f"{plan.sar.numerator}/{plan.sar.denominator}",
+                                                     max=2**31 - 1)
 
 
 def _silences(ffmpeg_lib, tracks: list[AudioTrack]) -> dict[tuple[int, str], object]:
