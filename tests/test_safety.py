@@ -497,3 +497,21 @@ def test_signal_stops_a_run_cleanly_and_keeps_finished_gaps(tmp_path, ffmpeg_exe
     assert all((gap.parent / "frames.mkv").stat().st_size > 0 for gap in finished)
     assert not out.exists() and not partials(tmp_path) and not (tmp_path / ".out.mp4.sfi-lock").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "work"]
+
+
+def test_signal_while_only_the_splice_runs_stops_its_ffmpeg_and_leaves_no_partial(tmp_path, ffmpeg_exe):
+    """Pass 1 over, the main thread waiting for the splice (here: ffmpeg stretching the sound of ``retime
+    --slowmo``): a signal there must still stop the splice, its ffmpeg and its hidden file with it."""
+    clip = make_clip(tmp_path / "in.mp4", ffmpeg_exe, frames=25, cuts=(), size=(64, 36))
+    command = [*SFI, "retime", str(clip), "-o", str(tmp_path / "out.mp4"), "--slowmo", "40", "--engine", "crossfade", "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not partials(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1)  # pass 1 (a few crossfade chunks) is over well before the sound is
+    assert process.poll() is None, "the splice should still be running"
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    time.sleep(0.5)  # an ffmpeg left running would still be writing its file
+    assert process.returncode == 143 and stderr == "sfi: interrupted\n", stderr
+    assert not partials(tmp_path) and not (tmp_path / "out.mp4").exists()

@@ -207,7 +207,7 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache,
     from sfi_cli.render.transitions import gap_keys, make_transitions
 
     keys = gap_keys(plan)
-    stop, pass_one_over = threading.Event(), threading.Event()
+    stop, pass_one_over, splice_over = threading.Event(), threading.Event(), threading.Event()
     outcome: dict[str, Any] = {}
 
     def gap_ready(key: str) -> None:
@@ -232,21 +232,24 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache,
                 phases["splice"] = round(time.monotonic() - started, 3)
             except BaseException as error:  # handed to the main thread, which raises it
                 outcome["error"] = error
+            finally:
+                splice_over.set()
 
         def splice_failed() -> None:  # checked between jobs: a splice that failed stops pass 1 early
             if isinstance(outcome.get("error"), Exception) and not isinstance(outcome["error"], _SpliceStopped):
                 raise outcome["error"]
 
-        splicer = threading.Thread(target=run_splice, name="sfi-splice", daemon=True)
-        splicer.start()
+        # Waited for by an event, not Thread.join: a signal interrupting join (Python < 3.13) marks the thread
+        # finished, so a second join would return at once and leave the splice's ffmpeg and its file behind.
+        threading.Thread(target=run_splice, name="sfi-splice", daemon=True).start()
         try:
             made = make_transitions(plan, options, executor_for(options, plan), between_jobs=splice_failed)
             phases["transitions"] = round(time.monotonic() - started, 3)
             pass_one_over.set()
-            splicer.join()
+            splice_over.wait()
         except BaseException:
             stop.set()
-            splicer.join()
+            splice_over.wait()
             raise
     if "error" in outcome:
         raise outcome["error"]
