@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,9 +96,18 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path], what: str = "output") -> None:
-    """One error if any of ``outputs`` (files sfi would write, replace or delete) is one of ``inputs``."""
+    """One error if any of ``outputs`` (files sfi would write, replace or delete) is one of ``inputs``, or is there
+    as something other than a file, folder or symlink: a pipe or device (``--report /dev/stdout``) that a rename
+    would replace with a file, even with --force."""
     inputs = [Path(p) for p in inputs if p is not None]
     for output in outputs:
+        try:
+            mode = os.lstat(output).st_mode
+        except OSError:
+            mode = stat.S_IFREG  # not there (or not to be looked at): nothing to replace
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            raise SfiError(f"{what} '{output}' is not a regular file (a pipe, device or socket); sfi writes files "
+                           f"and never replaces one of those: choose another {what} path")
         for source in inputs:
             if same_file(output, source):
                 raise SfiError(f"{what} '{output}' is also an input ('{source}'); sfi never overwrites an input: "
