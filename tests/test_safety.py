@@ -221,18 +221,20 @@ def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
     assert json.loads((tmp_path / "out.sfi.json").read_text())["output"].endswith("out.mkv")
 
 
-@pytest.mark.parametrize("written", ["out.mp4", "sheet.png", "report.html"])
+@pytest.mark.parametrize("written", ["out.mp4", "sheet.png", "report.html", "linked.html"])
 def test_force_never_replaces_a_pipe_or_device_with_a_file(tmp_path, sfi, written):
-    """--force overwrites files; a pipe (or a device: --report /dev/stdout) where an output goes is refused, left as it is."""
+    """--force overwrites files; a pipe (or a device, or a link to one: --report /dev/stdout) where an output goes is
+    refused, left as it is."""
     first, last = save_pair(tmp_path)
-    os.mkfifo(tmp_path / written)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / written).symlink_to(tmp_path / "pipe") if written == "linked.html" else (tmp_path / "pipe").rename(tmp_path / written)
     args = (["eval", first, last, "--engines", "crossfade", "-n", "2", "--report", tmp_path / written]
             if written.endswith(".html") else
             ["interpolate", first, last, "-n", "2", "--engine", "crossfade", "-o", tmp_path / "out.mp4"]
             + (["--sheet", tmp_path / written] if written == "sheet.png" else []))
     one_error(sfi(*args, "--force"), "is not a regular file")
     assert (tmp_path / written).is_fifo() and not partials(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", "b.png", written])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", "b.png", written, *(["pipe"] if written == "linked.html" else [])])
 
 
 @pytest.mark.parametrize("kept", ['{"mine": 1}\n', "notes, not JSON\n"])
