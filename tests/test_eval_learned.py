@@ -107,6 +107,7 @@ def test_wrong_weight_files_are_refused_in_one_line_before_any_engine_runs(sfi, 
         (("--lpips", truncated), "cannot read LPIPS weights"),
         (("--lpips", lin_only), "holds LPIPS's linear layers only; point eval.lpips_backbone"),
         (("--lpips", tmp_path / "none.pth"), "does not exist"),
+        (("--lpips", tmp_path), f"LPIPS weights '{tmp_path}' is a folder, not a weights file"),
         (("--fid-weights", not_fid), "is not the FID Inception"),
         (("--clip-model", tmp_path), "is not a CLIP model folder (no config.json)"),
     ]:
