@@ -108,6 +108,7 @@ def test_wrong_weight_files_are_refused_in_one_line_before_any_engine_runs(sfi, 
         (("--lpips", lin_only), "holds LPIPS's linear layers only; point eval.lpips_backbone"),
         (("--lpips", tmp_path / "none.pth"), "does not exist"),
         (("--lpips", tmp_path), f"LPIPS weights '{tmp_path}' is a folder, not a weights file"),
+        (("--lpips-backbone", lin_only), "--lpips-backbone is the backbone of the --lpips file; give --lpips too"),
         (("--fid-weights", not_fid), "is not the FID Inception"),
         (("--clip-model", tmp_path), "is not a CLIP model folder (no config.json)"),
     ]:

@@ -48,6 +48,9 @@ def evaluate(obj: Context, inputs: tuple[Path, ...], engine_list: str, frames: i
     names = [name.strip() for name in engine_list.split(",") if name.strip()]
     if not names or "auto" in names:
         raise SfiError("--engines needs engine names, e.g. flow,rife,crossfade (auto compares nothing)")
+    if "eval.lpips_backbone" in obj.config.flags and not obj.config["eval.lpips"]:  # it would be ignored in silence
+        raise SfiError("--lpips-backbone is the backbone of the --lpips file; give --lpips too (the lpips package's "
+                       "weights/v0.1/alex.pth ...), or drop --lpips-backbone")
     if report is not None:
         refuse_inputs([report], inputs, "report")
         require_writable_folder(report.absolute().parent, "the report")  # refused before any engine runs
