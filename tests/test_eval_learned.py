@@ -118,6 +118,17 @@ def test_wrong_weight_files_are_refused_in_one_line_before_any_engine_runs(sfi, 
         assert not any(line.startswith("Traceback") for line in lines)
 
 
+def test_a_report_over_a_weight_file_is_refused_like_any_input(sfi, tmp_path, pan_clip, lpips_state):
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "alex.safetensors"
+    save_file(lpips_state, str(weights))
+    before = weights.read_bytes()
+    result = sfi("eval", pan_clip, "--engines", "crossfade", "--lpips", weights, "--report", weights, "--force")
+    assert result.code == 1 and "is also an input" in result.stderr and "gap 1" not in result.stderr, result.stderr
+    assert weights.read_bytes() == before
+
+
 def test_frechet_distance_matches_numpy():
     from sfi_cli.evaluate.learned import frechet_distance
 
