@@ -122,3 +122,13 @@ def test_png_sequence_under_any_name_ffmpeg_would_read_as_a_pattern_or_protocol(
     assert result.code == 0, result.stderr
     written = sorted(p.name for p in parent.rglob("*.png"))
     assert len(written) == round(FRAMES * 1.5) and written[0] in ("frame_00001.png", "f_001.png")
+
+
+@pytest.mark.parametrize("output, sheet", [("frames", "frames/frame_00001.png"), ("frames/s_%02d.png", "frames/s_05.png")])
+def test_a_sheet_named_like_one_of_the_frames_is_refused_before_any_frame(clip, tmp_path, sfi, output, sheet):
+    (tmp_path / "frames").mkdir()
+    result = sfi("retime", clip, "-o", tmp_path / output, "--slowmo", "1.5", "--engine", "crossfade", "--force",
+                 "--sheet", tmp_path / sheet, "-q")
+    lines = result.stderr.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and "is also a frame of the output" in lines[0], result.stderr
+    assert not list((tmp_path / "frames").iterdir())

@@ -24,7 +24,7 @@ from typing import Any
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder
-from sfi_cli.media.targets import check_sheet, check_target, parse_target
+from sfi_cli.media.targets import check_sheet, check_target, output_files, parse_target
 from sfi_cli.progress import Reporter
 from sfi_cli.render.workdir import GapCache, manifest_path, manifest_refusal, write_json
 from sfi_cli.timeline.describe import describe, plan_data
@@ -68,13 +68,14 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions, fram
     write only into the work folder."""
     if "splice" not in options.passes:
         return check_work_dir(work_dir_for(output, options.work_dir))
-    check_target(parse_target(str(output)), options.force, frames, inputs)
+    target = parse_target(str(output))
+    check_target(target, options.force, frames, inputs)
     refuse_inputs([manifest_path(output)], inputs)
     refusal = manifest_refusal(output)
     if refusal is not None:
         raise SfiError(refusal)
-    if options.sheet is not None:
-        check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
+    if options.sheet is not None:  # not a frame of a PNG sequence either
+        check_sheet(options.sheet, options.force, inputs, [*output_files(target, frames), manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)
     written = [output, manifest_path(output), *([options.sheet] if options.sheet is not None else [])]
     for file in written:  # a work folder made there would stand where a result must go
