@@ -107,6 +107,8 @@ def test_wrong_weight_files_are_refused_in_one_line_before_any_engine_runs(sfi, 
         (("--lpips", truncated), "cannot read LPIPS weights"),
         (("--lpips", lin_only), "holds LPIPS's linear layers only; point eval.lpips_backbone"),
         (("--lpips", tmp_path / "none.pth"), "does not exist"),
+        (("--lpips", tmp_path), f"LPIPS weights '{tmp_path}' is a folder, not a weights file"),
+        (("--lpips-backbone", lin_only), "--lpips-backbone is the backbone of the --lpips file; give --lpips too"),
         (("--fid-weights", not_fid), "is not the FID Inception"),
         (("--clip-model", tmp_path), "is not a CLIP model folder (no config.json)"),
     ]:
@@ -114,6 +116,17 @@ def test_wrong_weight_files_are_refused_in_one_line_before_any_engine_runs(sfi, 
         lines = result.stderr.strip().splitlines()
         assert result.code != 0 and words in lines[-1] and "gap 1" not in result.stderr, (flags, result.stderr)
         assert not any(line.startswith("Traceback") for line in lines)
+
+
+def test_a_report_over_a_weight_file_is_refused_like_any_input(sfi, tmp_path, pan_clip, lpips_state):
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "alex.safetensors"
+    save_file(lpips_state, str(weights))
+    before = weights.read_bytes()
+    result = sfi("eval", pan_clip, "--engines", "crossfade", "--lpips", weights, "--report", weights, "--force")
+    assert result.code == 1 and "is also an input" in result.stderr and "gap 1" not in result.stderr, result.stderr
+    assert weights.read_bytes() == before
 
 
 def test_frechet_distance_matches_numpy():

@@ -93,20 +93,21 @@ def test_interpolate_encodes_and_tags_the_standard_of_its_size(tmp_path, sfi, si
 
 def with_sar(source, target, ffmpeg: str, sar: str):
     """``source`` re-encoded with pixel aspect ``sar`` (sound and pictures otherwise as they are)."""
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(source), "-vf", f"setsar={sar.replace(':', '/')}", "-c:v", "libx264",
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(source), "-vf", f"setsar=sar={sar.replace(':', '/')}:max=1000", "-c:v", "libx264",
                     "-crf", "10", "-preset", "veryfast", "-c:a", "copy", str(target)], check=True)
     return target
 
 
 @pytest.fixture(scope="module")
 def anamorphic_clips(tmp_path_factory):
-    """A 72x58 clip with cuts at 10 and 20 (and plain.mp4, square pixels), with SAR 64:45 (PAL 16:9) and 4:3."""
+    """A 72x58 clip with cuts at 10 and 20 (and plain.mp4, square pixels), with SAR 64:45 (PAL 16:9), 4:3 and 208:207
+    (terms over 100, as a scaled clip's can be)."""
     from sfi_cli.media.ffmpeg import find_ffmpeg
 
     ffmpeg = find_ffmpeg()
     folder = tmp_path_factory.mktemp("sar")
     plain = make_clip(folder / "plain.mp4", ffmpeg, frames=30, cuts=(10, 20), size=(72, 58))
-    return {sar: with_sar(plain, folder / f"sar{sar.replace(':', '_')}.mp4", ffmpeg, sar) for sar in ("64:45", "4:3")}
+    return {sar: with_sar(plain, folder / f"sar{sar.replace(':', '_')}.mp4", ffmpeg, sar) for sar in ("64:45", "4:3", "208:207")}
 
 
 @pytest.mark.parametrize("sar", ["64:45", "4:3"])
@@ -119,6 +120,14 @@ def test_fill_keeps_the_pixel_aspect(tmp_path, sfi, anamorphic_clips, sar, mode)
     assert result.code == 0, result.stderr
     facts = video_facts(out)
     assert facts["sar"] == Fraction(sar.replace(":", "/")) and facts["size"] == (72, 58)
+
+
+def test_retime_keeps_a_pixel_aspect_of_large_terms(tmp_path, sfi, anamorphic_clips):
+    """ffmpeg's setsar rounds to terms of at most 100 unless told otherwise: 208:207 must not become 1:1."""
+    out = tmp_path / "out.mp4"
+    result = sfi("retime", anamorphic_clips["208:207"], "-o", out, "--engine", "crossfade", "--slowmo", "1.5", "-q")
+    assert result.code == 0, result.stderr
+    assert video_facts(out)["sar"] == Fraction(208, 207)
 
 
 def test_render_keeps_the_first_videos_pixel_aspect_and_fits_others_by_display_aspect(tmp_path, sfi, anamorphic_clips,

@@ -111,3 +111,24 @@ def test_transitions_only_as_png_sequences(clip, tmp_path, sfi):
     assert result.code == 0, result.stderr
     made = [Path(p) for p in json.loads(result.stdout)["transition_clips"]]
     assert len(made) == 1 and made[0].is_dir() and len(pngs(made[0])) == GAP + 2
+
+
+@pytest.mark.parametrize("folder, name", [("p%x", "frames"), ("q%d", "f_%03d.png"), (".", "sub:dir")])
+def test_png_sequence_under_any_name_ffmpeg_would_read_as_a_pattern_or_protocol(clip, tmp_path, sfi, folder, name):
+    """A '%' in a folder above the frames, or a name ffmpeg takes for a protocol ('sub:dir'), names files as it is."""
+    parent = tmp_path / folder
+    parent.mkdir(exist_ok=True)
+    result = sfi("retime", clip, "-o", parent / name, "--slowmo", "1.5", "--engine", "crossfade", "-q")
+    assert result.code == 0, result.stderr
+    written = sorted(p.name for p in parent.rglob("*.png"))
+    assert len(written) == round(FRAMES * 1.5) and written[0] in ("frame_00001.png", "f_001.png")
+
+
+@pytest.mark.parametrize("output, sheet", [("frames", "frames/frame_00001.png"), ("frames/s_%02d.png", "frames/s_05.png")])
+def test_a_sheet_named_like_one_of_the_frames_is_refused_before_any_frame(clip, tmp_path, sfi, output, sheet):
+    (tmp_path / "frames").mkdir()
+    result = sfi("retime", clip, "-o", tmp_path / output, "--slowmo", "1.5", "--engine", "crossfade", "--force",
+                 "--sheet", tmp_path / sheet, "-q")
+    lines = result.stderr.strip().splitlines()
+    assert result.code == 1 and len(lines) == 1 and "is also a frame of the output" in lines[0], result.stderr
+    assert not list((tmp_path / "frames").iterdir())

@@ -221,6 +221,34 @@ def test_another_results_manifest_is_never_replaced(tmp_path, ffmpeg_exe, sfi):
     assert json.loads((tmp_path / "out.sfi.json").read_text())["output"].endswith("out.mkv")
 
 
+@pytest.mark.parametrize("written", ["out.mp4", "sheet.png", "report.html", "linked.html"])
+def test_force_never_replaces_a_pipe_or_device_with_a_file(tmp_path, sfi, written):
+    """--force overwrites files; a pipe (or a device, or a link to one: --report /dev/stdout) where an output goes is
+    refused, left as it is."""
+    first, last = save_pair(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / written).symlink_to(tmp_path / "pipe") if written == "linked.html" else (tmp_path / "pipe").rename(tmp_path / written)
+    args = (["eval", first, last, "--engines", "crossfade", "-n", "2", "--report", tmp_path / written]
+            if written.endswith(".html") else
+            ["interpolate", first, last, "-n", "2", "--engine", "crossfade", "-o", tmp_path / "out.mp4"]
+            + (["--sheet", tmp_path / written] if written == "sheet.png" else []))
+    one_error(sfi(*args, "--force"), "is not a regular file")
+    assert (tmp_path / written).is_fifo() and not partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.png", "b.png", written, *(["pipe"] if written == "linked.html" else [])])
+
+
+@pytest.mark.parametrize("kept", ['{"mine": 1}\n', "notes, not JSON\n"])
+def test_a_file_where_the_manifest_goes_that_sfi_did_not_write_is_never_replaced(tmp_path, ffmpeg_exe, sfi, kept):
+    """out.sfi.json that is no sfi manifest is the user's file: the run is refused, even with --force."""
+    video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=6, cuts=(), size=(64, 36), audio=False)
+    (tmp_path / "out.sfi.json").write_text(kept)
+    before = snapshot(tmp_path)
+    for force in ([], ["--force"]):
+        one_error(sfi("retime", video, "-o", tmp_path / "out.mp4", "--slowmo", "1.5", "--engine", "crossfade", *force),
+                  "is not an sfi manifest")
+        assert snapshot(tmp_path) == before and not partials(tmp_path)
+
+
 @pytest.mark.parametrize("work", ["out.mp4", "out.mp4/work", "out.sfi.json", "sheet.png"])
 def test_work_folder_where_a_result_goes_is_refused_before_anything_is_made(tmp_path, ffmpeg_exe, sfi, work):
     video = make_clip(tmp_path / "v.mp4", ffmpeg_exe, frames=30, cuts=(15,), size=(64, 36), audio=False)
@@ -485,3 +513,21 @@ def test_signal_stops_a_run_cleanly_and_keeps_finished_gaps(tmp_path, ffmpeg_exe
     assert all((gap.parent / "frames.mkv").stat().st_size > 0 for gap in finished)
     assert not out.exists() and not partials(tmp_path) and not (tmp_path / ".out.mp4.sfi-lock").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "work"]
+
+
+def test_signal_while_only_the_splice_runs_stops_its_ffmpeg_and_leaves_no_partial(tmp_path, ffmpeg_exe):
+    """Pass 1 over, the main thread waiting for the splice (here: ffmpeg stretching the sound of ``retime
+    --slowmo``): a signal there must still stop the splice, its ffmpeg and its hidden file with it."""
+    clip = make_clip(tmp_path / "in.mp4", ffmpeg_exe, frames=25, cuts=(), size=(64, 36))
+    command = [*SFI, "retime", str(clip), "-o", str(tmp_path / "out.mp4"), "--slowmo", "40", "--engine", "crossfade", "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not partials(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1)  # pass 1 (a few crossfade chunks) is over well before the sound is
+    assert process.poll() is None, "the splice should still be running"
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    time.sleep(0.5)  # an ffmpeg left running would still be writing its file
+    assert process.returncode == 143 and stderr == "sfi: interrupted\n", stderr
+    assert not partials(tmp_path) and not (tmp_path / "out.mp4").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -368,6 +369,25 @@ def test_calibrate_writes_a_curve_the_cache_then_uses(sfi, wan, tmp_path):
     assert raw.code == 0, raw.stderr
     assert json.loads(raw.stdout)["notes"]["semfi_cache"] == {"skipped": 6, "passes": 8, "threshold": 10.0,
                                                                "curve": "calibrated (curve.json)"}
+
+
+def test_calibrate_never_writes_over_the_model_files_it_reads(sfi, wan, tmp_path):
+    """-o naming the LoRA or a file of the model folder is refused like any input, even with --force (copies here:
+    the refusal comes before the model is read, and the session's model stays whole whatever happens)."""
+    import shutil
+
+    from PIL import Image
+
+    Image.fromarray(gradient_pair(48, 32)[0]).save(tmp_path / "a.png")
+    (tmp_path / "model").mkdir()
+    files = [Path(shutil.copy(wan.lora, tmp_path / "semfi.ckpt")),
+             Path(shutil.copy(wan.model_dir / "config.json", tmp_path / "model" / "config.json"))]
+    before = [file.read_bytes() for file in files]
+    for output in files:
+        result = sfi("calibrate", tmp_path / "a.png", tmp_path / "a.png", "-n", 3, "-o", output, "--force",
+                     "--model-dir", tmp_path / "model", "--lora", files[0], "--device", "cpu")
+        assert result.code == 1 and "is also an input" in result.stderr, result.stderr
+    assert [file.read_bytes() for file in files] == before
 
 
 def test_doctor_checks_the_extra_loras_and_the_cache(wan, extra_files, tmp_path):

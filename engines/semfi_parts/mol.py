@@ -56,7 +56,8 @@ def read_tensors(path: Path, what: str, advice: str) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise EngineError(f"{what} '{path}' does not exist; {advice}")
+        problem = "is a folder, not a weights file" if path.is_dir() else "does not exist"
+        raise EngineError(f"{what} '{path}' {problem}; {advice}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -12,6 +12,14 @@ from sfi_cli.commands.interpolate import semfi_settings
 from sfi_cli.config.options import PROMPT
 
 
+def model_files(semfi: dict) -> list[Path]:
+    """The files a SemFi run reads besides its images (the LoRA, extra LoRAs, the model folder's files): inputs too."""
+    folder = Path(semfi["model_dir"]).expanduser() if semfi.get("model_dir") else None
+    loras = [semfi.get("lora"), *(entry.get("path") for entry in semfi.get("extra_loras", ()) if isinstance(entry, dict))]
+    return ([Path(lora).expanduser() for lora in loras if lora]
+            + (sorted(file for file in folder.rglob("*") if file.is_file()) if folder and folder.is_dir() else []))
+
+
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
@@ -39,15 +47,16 @@ def calibrate(obj: Context, images: tuple[Path, ...], output: Path, frames: int,
         raise SfiError(f"sfi calibrate takes images in pairs (FIRST LAST ...), got {len(images)}; add or drop one")
     if frames < 1:
         raise SfiError(f"--frames must be 1 or more (got {frames})")
-    refuse_inputs([output], images, "calibration file")
+    config = obj.config
+    semfi = config.engine_settings().get("semfi", {})
+    refuse_inputs([output], [*images, *model_files(semfi)], "calibration file")
     if output.exists() and not force:
         raise SfiError(f"calibration file '{output}' exists; pass --force to replace it")
     from engines import load_engine
     from engines.semfi_parts.schedule import sigma_schedule
     from engines.semfi_parts.stepcache import MagnitudeRecorder
 
-    config = obj.config
-    settings = {**config.engine_settings(), "semfi": {**config.engine_settings().get("semfi", {}), "cache_threshold": 0.0}}
+    settings = {**config.engine_settings(), "semfi": {**semfi, "cache_threshold": 0.0}}
     reporter = obj.reporter(quiet, False)
     with output_lock(output):
         pairs = [(load_image(images[i]), load_image(images[i + 1])) for i in range(0, len(images), 2)]

@@ -48,8 +48,14 @@ def evaluate(obj: Context, inputs: tuple[Path, ...], engine_list: str, frames: i
     names = [name.strip() for name in engine_list.split(",") if name.strip()]
     if not names or "auto" in names:
         raise SfiError("--engines needs engine names, e.g. flow,rife,crossfade (auto compares nothing)")
+    config = obj.config
+    if "eval.lpips_backbone" in config.flags and not config["eval.lpips"]:  # it would be ignored in silence
+        raise SfiError("--lpips-backbone is the backbone of the --lpips file; give --lpips too (the lpips package's "
+                       "weights/v0.1/alex.pth ...), or drop --lpips-backbone")
+    learned = LearnedWeights(*(Path(config[key]).expanduser() if config[key] else None
+                               for key in ("eval.lpips", "eval.lpips_backbone", "eval.fid", "eval.clip")))
     if report is not None:
-        refuse_inputs([report], inputs, "report")
+        refuse_inputs([report], [*inputs, *learned.files()], "report")  # the weight files are inputs too
         require_writable_folder(report.absolute().parent, "the report")  # refused before any engine runs
         if report.exists() and not force:
             raise SfiError(f"report '{report}' exists; pass --force to overwrite it")
@@ -57,12 +63,9 @@ def evaluate(obj: Context, inputs: tuple[Path, ...], engine_list: str, frames: i
     if len(inputs) == 2:
         material = pair_material(inputs[0], inputs[1], frames)
     elif len(inputs) == 1:
-        material = video_material(inputs[0], held_out, gaps, obj.ffmpeg(), detect_settings(obj.config), reporter)
+        material = video_material(inputs[0], held_out, gaps, obj.ffmpeg(), detect_settings(config), reporter)
     else:
         raise SfiError(f"give two images or one video, got {len(inputs)} inputs")
-    config = obj.config
-    learned = LearnedWeights(*(Path(config[key]).expanduser() if config[key] else None
-                               for key in ("eval.lpips", "eval.lpips_backbone", "eval.fid", "eval.clip")))
     summary, strips = run_evaluation(material, names, config.engine_settings(), reporter.message, learned)
     if report is not None:
         window = material.windows[0]

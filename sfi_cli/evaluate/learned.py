@@ -46,6 +46,11 @@ class LearnedWeights:
     def any(self) -> bool:
         return any((self.lpips, self.fid, self.clip))
 
+    def files(self) -> list[Path]:
+        """Every file these scores read (the CLIP folder's too)."""
+        clip = sorted(f for f in self.clip.rglob("*") if f.is_file()) if self.clip and self.clip.is_dir() else []
+        return [*(path for path in (self.lpips, self.lpips_backbone, self.fid) if path), *clip]
+
 
 def _summary(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,10 +95,24 @@ def same_file(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _special(look, path: Path) -> bool:
+    """Whether ``look`` (``os.stat`` or ``os.lstat``) finds a pipe, device or socket at ``path``."""
+    try:
+        mode = look(path).st_mode
+    except (OSError, ValueError):  # not there, a dangling link: nothing special to replace
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
 def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path], what: str = "output") -> None:
-    """One error if any of ``outputs`` (files sfi would write, replace or delete) is one of ``inputs``."""
+    """One error if any of ``outputs`` (files sfi would write, replace or delete) is one of ``inputs``, or is (or
+    links to) a pipe, device or socket (``--report /dev/stdout``), which a rename would replace with a file, even
+    with --force."""
     inputs = [Path(p) for p in inputs if p is not None]
     for output in outputs:
+        if any(_special(look, output) for look in (os.lstat, os.stat)):
+            raise SfiError(f"{what} '{output}' is not a regular file (a pipe, device or socket); sfi writes files "
+                           f"and never replaces one of those: choose another {what} path")
         for source in inputs:
             if same_file(output, source):
                 raise SfiError(f"{what} '{output}' is also an input ('{source}'); sfi never overwrites an input: "

@@ -24,9 +24,9 @@ from typing import Any
 from sfi_cli import __version__
 from sfi_cli.errors import SfiError
 from sfi_cli.media.publish import output_lock, refuse_inputs, require_writable_folder
-from sfi_cli.media.targets import check_sheet, check_target, parse_target
+from sfi_cli.media.targets import check_sheet, check_target, output_files, parse_target
 from sfi_cli.progress import Reporter
-from sfi_cli.render.workdir import GapCache, manifest_owner, manifest_path, write_json
+from sfi_cli.render.workdir import GapCache, manifest_path, manifest_refusal, write_json
 from sfi_cli.timeline.describe import describe, plan_data
 from sfi_cli.timeline.model import Plan
 from sfi_cli.timeline.timecode import format_rate
@@ -68,14 +68,14 @@ def check_outputs(output: Path, inputs: list[Path], options: RenderOptions, fram
     write only into the work folder."""
     if "splice" not in options.passes:
         return check_work_dir(work_dir_for(output, options.work_dir))
-    check_target(parse_target(str(output)), options.force, frames, inputs)
+    target = parse_target(str(output))
+    check_target(target, options.force, frames, inputs)
     refuse_inputs([manifest_path(output)], inputs)
-    owner = manifest_owner(output)
-    if owner is not None:
-        raise SfiError(f"'{manifest_path(output)}' is the manifest of another result, '{owner}', which a manifest for "
-                       f"'{output}' would replace; choose another output name (or delete '{owner}' first)")
-    if options.sheet is not None:
-        check_sheet(options.sheet, options.force, inputs, [output, manifest_path(output)])
+    refusal = manifest_refusal(output)
+    if refusal is not None:
+        raise SfiError(refusal)
+    if options.sheet is not None:  # not a frame of a PNG sequence either
+        check_sheet(options.sheet, options.force, inputs, [*output_files(target, frames), manifest_path(output)])
     work_dir = work_dir_for(output, options.work_dir)
     written = [output, manifest_path(output), *([options.sheet] if options.sheet is not None else [])]
     for file in written:  # a work folder made there would stand where a result must go
@@ -208,7 +208,7 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache,
     from sfi_cli.render.transitions import gap_keys, make_transitions
 
     keys = gap_keys(plan)
-    stop, pass_one_over = threading.Event(), threading.Event()
+    stop, pass_one_over, splice_over = threading.Event(), threading.Event(), threading.Event()
     outcome: dict[str, Any] = {}
 
     def gap_ready(key: str) -> None:
@@ -233,21 +233,24 @@ def _both_passes(plan: Plan, options: RenderOptions, cache: GapCache,
                 phases["splice"] = round(time.monotonic() - started, 3)
             except BaseException as error:  # handed to the main thread, which raises it
                 outcome["error"] = error
+            finally:
+                splice_over.set()
 
         def splice_failed() -> None:  # checked between jobs: a splice that failed stops pass 1 early
             if isinstance(outcome.get("error"), Exception) and not isinstance(outcome["error"], _SpliceStopped):
                 raise outcome["error"]
 
-        splicer = threading.Thread(target=run_splice, name="sfi-splice", daemon=True)
-        splicer.start()
+        # Waited for by an event, not Thread.join: a signal interrupting join (Python < 3.13) marks the thread
+        # finished, so a second join would return at once and leave the splice's ffmpeg and its file behind.
+        threading.Thread(target=run_splice, name="sfi-splice", daemon=True).start()
         try:
             made = make_transitions(plan, options, executor_for(options, plan), between_jobs=splice_failed)
             phases["transitions"] = round(time.monotonic() - started, 3)
             pass_one_over.set()
-            splicer.join()
+            splice_over.wait()
         except BaseException:
             stop.set()
-            splicer.join()
+            splice_over.wait()
             raise
     if "error" in outcome:
         raise outcome["error"]

@@ -61,7 +61,9 @@ def _tagged(stream, plan: Plan):
                                        ("colorspace", info.color.space)) if v})
         if info.field_order:
             tags["field_mode"] = "tff" if info.field_order in ("tt", "tb") else "bff"
-    return stream.filter("setparams", **tags).filter("setsar", f"{plan.sar.numerator}/{plan.sar.denominator}")
+    # setsar's ``max`` (100 by default) would round 208:207 to 1:1: the pixel aspect is kept exactly
+    return stream.filter("setparams", **tags).filter("setsar", sar=f"{plan.sar.numerator}/{plan.sar.denominator}",
+                                                     max=2**31 - 1)
 
 
 def _silences(ffmpeg_lib, tracks: list[AudioTrack]) -> dict[tuple[int, str], object]:
@@ -258,7 +260,7 @@ class PngSequenceWriter(VideoWriter):
     def stage(self) -> Path:
         from sfi_cli.media.publish import temporary_path
 
-        folder = temporary_path(self.path.parent / f"{self.path.name.replace('%', '')}-frames")  # no %: ffmpeg's pattern
+        folder = temporary_path(self.path.parent / f"{self.path.name}-frames")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         return folder
@@ -270,7 +272,7 @@ class PngSequenceWriter(VideoWriter):
         return [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", self.pix_fmt,
                 "-s", f"{width}x{height}", "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0",
                 "-vf", f"{to_rgb},format={png_pix_fmt}", "-c:v", "png", "-f", "image2", "-start_number", "0",
-                str(self.partial / "%09d.png")]
+                ffmpeg_path(self.partial).replace("%", "%%") + "/%09d.png"]  # a '%' of the path is no pattern
 
     def close(self) -> None:
         from sfi_cli.media.targets import place_frames

@@ -205,11 +205,20 @@ def manifest_path(output: Path) -> Path:
     return output.with_name(f"{stem}.sfi.json")
 
 
-def manifest_owner(output: Path) -> Path | None:
-    """The other result (``out.mov`` beside ``out.mkv``) whose manifest ``output``'s would replace, if it is still there."""
-    try:
-        name = json.loads(manifest_path(output).read_text())["output"]
-    except (OSError, ValueError, KeyError, TypeError):
+def manifest_refusal(output: Path) -> str | None:
+    """Why ``output``'s manifest may not be written where it goes, if it may not: the file there is not an sfi
+    manifest (the user's own), or it is the manifest of another result (``out.mov`` beside ``out.mkv``) still there."""
+    path = manifest_path(output)
+    if not os.path.lexists(path):
         return None
+    try:
+        record = json.loads(path.read_text())
+        name, _ = record["output"], record["sfi"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return (f"'{path}' is where the manifest of '{output}' goes, but it is not an sfi manifest; sfi replaces only "
+                f"its own: move that file or choose another output name")
     owner = output.with_name(Path(str(name)).name)  # the manifest is written beside its output
-    return owner if owner.name != output.name and owner.exists() else None
+    if owner.name != output.name and owner.exists():
+        return (f"'{path}' is the manifest of another result, '{owner}', which a manifest for '{output}' would replace; "
+                f"choose another output name (or delete '{owner}' first)")
+    return None
